@@ -1,0 +1,1 @@
+"""Metrics, volumes, beat analysis, probes, saliency and reports."""

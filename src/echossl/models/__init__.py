@@ -1,0 +1,1 @@
+"""Backbones and heads, built by name from presets."""

@@ -1,0 +1,1 @@
+"""The built-in simulator: one module per synthetic modality, writing real formats."""
