@@ -1,0 +1,1 @@
+"""End-to-end workflows that tie data, methods, engine and evaluation together (one per paper)."""
