@@ -159,7 +159,7 @@ def load_segmenter(checkpoint) -> tuple[SegmentationModule, dict]:
 
 def _normalise(frames: np.ndarray, norm: dict, device) -> torch.Tensor:
     """``(F, H, W, 3)`` uint8 -> ``(F, 3, h, w)`` normalised float, resized to ``norm['size']``."""
-    x = torch.from_numpy(np.ascontiguousarray(frames)).to(device).permute(0, 3, 1, 2).float()
+    x = torch.from_numpy(np.array(frames)).to(device).permute(0, 3, 1, 2).float()
     mean = torch.tensor(norm["mean"], device=device).view(1, 3, 1, 1)
     std = torch.tensor(norm["std"], device=device).view(1, 3, 1, 1)
     x = (x - mean) / std

@@ -50,7 +50,7 @@ def simulate_patient(seed: int, patient: int) -> dict:
     rng = np.random.default_rng([seed, _PATIENT, patient])
     height = int(rng.integers(256, 321))
     width = int(rng.integers(200, 261))
-    depth_cm = rng.uniform(13.5, 16.0)
+    depth_cm = rng.uniform(15.0, 18.0)
     spacing_cm = depth_cm / height
     quality = QUALITIES[int(rng.choice(3, p=[0.35, 0.45, 0.20]))]
     sex = "M" if rng.random() < 0.65 else "F"

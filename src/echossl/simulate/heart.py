@@ -247,14 +247,14 @@ def sample_heart(
 ) -> Heart:
     """Draw one heart in an apical four-chamber view, sized in cm and placed in pixels.
 
-    ED long axis 7.2-9.6 cm and maximal half-width 1.75-2.45 cm (wider when EF
+    ED long axis 7.0-9.8 cm and maximal half-width 1.6-2.6 cm (wider when EF
     is low: dilated ventricles), which gives EDV ≈ 40-200 mL by the method of
     disks. The LV sits right of the image centre with its base tilted right,
     the RV to its left, the atria below, as in EchoNet-Dynamic's A4C videos.
     """
     cm = 1.0 / spacing_cm
-    length = rng.uniform(7.2, 9.6) * cm
-    half_max = rng.uniform(1.75, 2.45) * (1.0 + 0.008 * max(0.0, 50.0 - ef)) * cm
+    length = rng.uniform(7.0, 9.8) * cm
+    half_max = rng.uniform(1.6, 2.6) * (1.0 + 0.008 * max(0.0, 50.0 - ef)) * cm
     narrowing = rng.uniform(0.12, 0.3)  # the annulus is narrower than the mid-cavity
     profile = np.sqrt(1.0 - (1.0 - LEVELS) ** 2) * (1.0 - narrowing * LEVELS**3)
     profile /= profile.max()
@@ -411,7 +411,7 @@ def sample_look(rng: np.random.Generator, style: str, spacing_cm: float, quality
         blur=0.06 * px,
     )
     if style == "camus":
-        look.sector_half_angle = rng.uniform(0.5, 0.62)
+        look.sector_half_angle = rng.uniform(0.62, 0.72)
         noise, haze = {"Good": (0.015, 0.02), "Medium": (0.05, 0.08), "Poor": (0.1, 0.18)}[quality]
         look.noise = noise * rng.uniform(0.8, 1.2)
         look.haze = haze * rng.uniform(0.8, 1.2)
