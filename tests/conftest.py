@@ -8,6 +8,20 @@ import pytest
 import yaml
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Every test session decodes into its own frame cache, never the user's ~/.cache."""
+    import os
+
+    old = os.environ.get("ECHOSSL_CACHE")
+    os.environ["ECHOSSL_CACHE"] = str(tmp_path_factory.mktemp("frame-cache"))
+    yield
+    if old is None:
+        os.environ.pop("ECHOSSL_CACHE", None)
+    else:
+        os.environ["ECHOSSL_CACHE"] = old
+
+
 @pytest.fixture(scope="session")
 def sim_echonet(tmp_path_factory) -> Path:
     """16 simulated videos in EchoNet-Dynamic's layout (TRAIN/VAL/TEST all non-empty)."""

@@ -33,10 +33,16 @@ def deep_merge(base: dict, override: dict) -> dict:
 
 
 def load_preset(name: str) -> dict:
+    """``configs/<name>.yaml`` merged with every ``configs/<name>/*.yaml`` (one file per paper)."""
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-    text = resources.files("echossl.configs").joinpath(f"{name}.yaml").read_text()
-    return yaml.safe_load(text)
+    root = resources.files("echossl.configs")
+    cfg = yaml.safe_load(root.joinpath(f"{name}.yaml").read_text())
+    folder = root.joinpath(name)
+    if folder.is_dir():
+        for part in sorted((p for p in folder.iterdir() if p.name.endswith(".yaml")), key=lambda p: p.name):
+            cfg = deep_merge(cfg, yaml.safe_load(part.read_text()) or {})
+    return cfg
 
 
 def load_config(preset: str = "cpu", config_file: str | Path | None = None, overrides: dict | None = None) -> dict:

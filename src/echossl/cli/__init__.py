@@ -6,6 +6,7 @@ sentence on stderr and exit code 1; ``--debug`` shows the traceback instead.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
@@ -25,21 +26,29 @@ app = typer.Typer(
 def _register() -> None:
     # Imported here so `echossl --help` stays fast and a broken optional group
     # cannot take the whole CLI down at import time.
-    from echossl.cli import data, simulate
+    from echossl.cli import data, simulate, train
 
     app.add_typer(simulate.app, name="simulate", help="Write synthetic data in real formats.")
     app.add_typer(data.app, name="data", help="Check a data folder.")
-    try:
-        from echossl.cli import train  # noqa: F401  (registers train/pretrain/...)
+    train.register(app)
+    pretrain_app = typer.Typer(no_args_is_help=True, help="Self-supervised pre-training (jigsaw, temporal-masking, discover, video-speech).")
+    reproduce_app = typer.Typer(no_args_is_help=True, help="Re-run a paper's comparison table on the same data.")
+    app.add_typer(pretrain_app, name="pretrain")
+    app.add_typer(reproduce_app, name="reproduce")
+    groups = {"simulate": simulate.app, "train": train.train_app, "pretrain": pretrain_app,
+              "reproduce": reproduce_app, "app": app}
+    # one CLI module per paper; each adds its commands to the shared groups
+    for name in PAPER_MODULES:
+        try:
+            module = importlib.import_module(f"echossl.cli.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"echossl.cli.{name}":
+                raise
+            continue
+        module.register(**groups)
 
-        train.register(app)
-    except ImportError as err:  # pragma: no cover - only while a group is being built
-        if os.environ.get("ECHOSSL_DEBUG"):
-            raise
-        _missing.append(str(err))
 
-
-_missing: list[str] = []
+PAPER_MODULES = ("demo", "unilvseg", "discover", "mrjet", "video_speech", "bench")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -51,7 +60,10 @@ def main(argv: list[str] | None = None) -> None:
         os.environ["ECHOSSL_DEBUG"] = "1"
     _register()
     try:
-        app(args=argv, standalone_mode=False)
+        # without standalone mode, typer returns a command's typer.Exit code instead of exiting
+        code = app(args=argv, standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except EchosslError as err:
         if debug:
             raise
@@ -67,14 +79,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except SystemExit:
         raise
-    except Exception as err:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(err, click.exceptions.Exit):
-            sys.exit(err.exit_code)
-        if isinstance(err, click.ClickException):
+    except typer.Exit as err:
+        sys.exit(err.exit_code)
+    except typer.Abort:
+        sys.exit(1)
+    except Exception as err:
+        # usage errors (unknown option, missing value) come from typer's bundled click
+        if hasattr(err, "show") and hasattr(err, "exit_code"):
             err.show()
             sys.exit(2)
-        if isinstance(err, click.exceptions.Abort):
-            sys.exit(1)
         raise

@@ -124,9 +124,3 @@ def register(app: typer.Typer) -> None:
     app.add_typer(train_app, name="train")
     app.command("evaluate")(evaluate_cmd)
     app.command("predict")(predict_cmd)
-    try:
-        from echossl.cli import demo
-
-        demo.register(app)
-    except ImportError:  # pragma: no cover
-        pass

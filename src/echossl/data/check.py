@@ -37,8 +37,28 @@ def detect_format(path: str | Path) -> str:
 
     if list_patients(path):
         return "camus"
-    raise DataError(path, "is neither an EchoNet-Dynamic folder (no FileList.csv) "
-                          "nor a CAMUS folder (no patientNNNN folders)")
+    for name, module in _format_modules():
+        if module.detect(path):
+            return name
+    raise DataError(path, "is neither an EchoNet-Dynamic folder (no FileList.csv), a CAMUS folder "
+                          "(no patientNNNN folders) nor any other format echossl reads")
+
+
+# Further formats plug in here: a module with ``detect(path) -> bool`` and
+# ``check(path) -> {"counts", "problems", ...}`` (same keys as _check_echonet).
+OTHER_FORMATS = {"mrjet": "echossl.data.mrjet", "sweep": "echossl.data.sweep"}
+
+
+def _format_modules():
+    import importlib
+
+    for name, module_name in OTHER_FORMATS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError:
+            continue
+        if hasattr(module, "detect") and hasattr(module, "check"):
+            yield name, module
 
 
 def _stats(values) -> dict:
@@ -131,7 +151,12 @@ def check_dir(path: str | Path) -> dict:
     """
     path = Path(path)
     fmt = detect_format(path)
-    rep = _check_echonet(path) if fmt == "echonet" else _check_camus(path)
+    if fmt == "echonet":
+        rep = _check_echonet(path)
+    elif fmt == "camus":
+        rep = _check_camus(path)
+    else:
+        rep = dict(_format_modules())[fmt].check(path)
     errors = sum(p["severity"] == "error" for p in rep["problems"])
     warnings_ = len(rep["problems"]) - errors
     return {"format": fmt, "path": str(path), **rep, "errors": errors, "warnings": warnings_,

@@ -18,8 +18,10 @@ def evaluate(checkpoint, data, split: str, out_json, *, cfg: dict) -> dict:
     """Dispatch on the checkpoint's task and the data's format; writes ``metrics.json``."""
     from echossl.pipelines import semisupervised_ef as pipe
 
-    ckpt = load_checkpoint(checkpoint, expect_task=("seg", "ef", "distill"))
+    ckpt = load_checkpoint(checkpoint)
     task = ckpt["hyper_parameters"]["task"]
+    if task not in ("seg", "ef", "distill"):
+        return _plugin_for(task).evaluate_checkpoint(ckpt["path"], data, split, out_json, cfg=cfg)
     fmt = detect_format(data)
     if fmt == "camus":
         if task == "seg":
@@ -31,6 +33,24 @@ def evaluate(checkpoint, data, split: str, out_json, *, cfg: dict) -> dict:
     if module.net.stem[0].in_channels == 4 and Path(hp.get("masks_dir") or "").parent.exists() is False:
         raise EchosslError(f"{ckpt['path']} is a multi-input teacher whose masks folder is gone")
     return pipe.evaluate_ef(ckpt["path"], data, split, out_json, cfg=cfg)
+
+
+# Pipelines of the other papers: each defines TASKS (the checkpoint tasks it owns)
+# and evaluate_checkpoint(checkpoint, data, split, out_json, *, cfg) -> metrics dict.
+PIPELINES = ("unilvseg", "discover", "mrjet", "video_speech")
+
+
+def _plugin_for(task: str):
+    import importlib
+
+    for name in PIPELINES:
+        try:
+            module = importlib.import_module(f"echossl.pipelines.{name}")
+        except ModuleNotFoundError:
+            continue
+        if task in getattr(module, "TASKS", ()):
+            return module
+    raise EchosslError(f"no evaluation is known for checkpoints of task {task!r}")
 
 
 def evaluate_seg_checkpoint(checkpoint, data, split: str, out_json, *, cfg: dict) -> dict:

@@ -93,8 +93,8 @@ def simulate_video(seed: int, index: int, size: int = 112, style: str = "default
     ef_drawn = hm.sample_ef(rng)
     wall_cm = (1.2, 1.6) if style == "shifted" else (0.8, 1.15)
     heart = hm.sample_heart(rng, ef_drawn, spacing, size, size, wall_cm=wall_cm)
-    look = hm.sample_look(rng, style, spacing)
     schedule = hm.build_schedule(rng, n_frames, fps * 60.0 / heart_rate, systole_fraction, is_irregular)
+    look = hm.sample_look(rng, style, spacing)  # last, so --style changes only the rendering
 
     levels = schedule.level(np.arange(n_frames))
     tracings = hm.quantize_tracings(hm.lv_tracings(heart, levels))
