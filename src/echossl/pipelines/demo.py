@@ -52,37 +52,7 @@ def run_demo(out, data=None, preset: str = "cpu", config=None, *, accelerator: s
     split = pipe.split_data(data, cfg)
     console.print(f"{len(split.labeled)} labeled + {len(split.unlabeled)} unlabeled TRAIN videos, "
                   f"{len(split.val)} VAL, {len(split.test)} TEST")
-    runs = out / "runs"
-    stage = iter(range(2, 8))
-
-    def step(name: str, fn, run: Path, **kw):
-        if (run / "metrics.json").exists():  # finished earlier: reuse (delete the folder to retrain)
-            console.print(f"[dim]reusing {run}[/dim]")
-            return run
-        console.rule(f"[bold]{next(stage)}/7 {name}")
-        return fn(data, run, cfg, **kw, split=split)
-
-    seg = step("segmentation (supervised)", pipe.train_seg, runs / "seg", opts=_opts(cfg, "seg", devices, accelerator), css=False)
-    seg_css = step("segmentation + CSS", pipe.train_seg, runs / "seg+css", opts=_opts(cfg, "seg", devices, accelerator), css=True)
-    ef_runs = {
-        "video-only": step("EF: video only", pipe.train_ef, runs / "video-only", opts=_opts(cfg, "ef", devices, accelerator)),
-        "video+seg": step("EF teacher: video + seg", pipe.train_ef, runs / "video+seg",
-                          opts=_opts(cfg, "ef", devices, accelerator), masks_run=seg),
-        "video+seg+css": step("EF teacher: video + seg(CSS)", pipe.train_ef, runs / "video+seg+css",
-                              opts=_opts(cfg, "ef", devices, accelerator), masks_run=seg_css),
-    }
-    ef_runs["video+seg+css+dist"] = step("distillation", pipe.train_distill, runs / "video+seg+css+dist",
-                                         opts=_opts(cfg, "distill", devices, accelerator),
-                                         teacher_run=ef_runs["video+seg+css"])
-    seg_of = {"video-only": None, "video+seg": seg, "video+seg+css": seg_css, "video+seg+css+dist": seg_css}
-    rows = []
-    for name in ROWS:
-        m = json.loads((ef_runs[name] / "metrics.json").read_text())
-        row = {"method": name, **{k: m[k] for k in ("mae", "rmse", "r2", "mae_ci95", "rmse_ci95", "r2_ci95", "n")}}
-        if seg_of[name] is not None:
-            s = json.loads((seg_of[name] / "metrics.json").read_text())
-            row.update({k: s[k] for k in ("dice_ed", "dice_es", "dice_unlabeled") if k in s})
-        rows.append(row)
+    rows, ef_runs, seg_css = train_rows(data, out / "runs", cfg, split, accelerator=accelerator, devices=devices)
     console.rule("[bold]report")
     figures, attention = _figures(data, split, cfg, ef_runs, seg_css)
     for row in rows:
@@ -99,6 +69,103 @@ def run_demo(out, data=None, preset: str = "cpu", config=None, *, accelerator: s
                  tables=[("Table IV (TEST split)", [_flat(r) for r in rows])], figures=figures)
     console.print(f"wrote {out / 'results.json'} and {out / 'report.html'} in {results['seconds']:.0f} s")
     return results
+
+
+def train_rows(data: Path, runs: Path, cfg: dict, split, *, accelerator: str = "cpu", devices: str = "1",
+               stages: int = 7):
+    """Train the two segmenters and the four EF rows of Table IV; returns (rows, EF runs, CSS seg run).
+
+    A stage whose run folder already holds ``metrics.json`` is reused, so an
+    interrupted demo continues where it stopped.
+    """
+    stage = iter(range(stages - 5, stages + 1))
+
+    def step(name: str, fn, run: Path, section: str, **kw):
+        if (run / "metrics.json").exists():
+            console.print(f"[dim]reusing {run}[/dim]")
+            return run
+        if run.exists():  # an interrupted stage: start it again from scratch
+            import shutil
+
+            shutil.rmtree(run)
+        console.rule(f"[bold]{next(stage)}/{stages} {name}")
+        return fn(data, run, cfg, opts=_opts(cfg, section, devices, accelerator), split=split, **kw)
+
+    seg = step("segmentation (supervised)", pipe.train_seg, runs / "seg", "seg", css=False)
+    seg_css = step("segmentation + CSS", pipe.train_seg, runs / "seg+css", "seg", css=True)
+    ef_runs = {
+        "video-only": step("EF: video only", pipe.train_ef, runs / "video-only", "ef"),
+        "video+seg": step("EF teacher: video + seg", pipe.train_ef, runs / "video+seg", "ef", masks_run=seg),
+        "video+seg+css": step("EF teacher: video + seg(CSS)", pipe.train_ef, runs / "video+seg+css", "ef",
+                              masks_run=seg_css),
+    }
+    ef_runs["video+seg+css+dist"] = step("distillation", pipe.train_distill, runs / "video+seg+css+dist",
+                                         "distill", teacher_run=ef_runs["video+seg+css"])
+    seg_of = {"video-only": None, "video+seg": seg, "video+seg+css": seg_css, "video+seg+css+dist": seg_css}
+    rows = []
+    for name in ROWS:
+        m = json.loads((ef_runs[name] / "metrics.json").read_text())
+        row = {"method": name, **{k: m[k] for k in ("mae", "rmse", "r2", "mae_ci95", "rmse_ci95", "r2_ci95", "n")}}
+        if seg_of[name] is not None:
+            s = json.loads((seg_of[name] / "metrics.json").read_text())
+            row.update({k: s[k] for k in ("dice_ed", "dice_es", "dice_unlabeled") if k in s})
+        rows.append(row)
+    return rows, ef_runs, seg_css
+
+
+def reproduce_table4(out, data=None, fractions=(3 / 32, 4 / 32, 6 / 32, 8 / 32, 16 / 32), seeds: int = 5,
+                     preset: str = "cpu", config=None, *, accelerator: str = "cpu", devices: str = "1") -> dict:
+    """Table IV / Fig. 6: every row at every labeled fraction, mean +- sd over ``seeds`` seeds.
+
+    Each (fraction, seed) trains in ``OUT/f<fraction>_s<seed>/``; finished cells
+    are reused, so the grid can be stopped and continued.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    base = load_config(preset, config)
+    if data is None:
+        from echossl.simulate.echonet import simulate_echonet
+
+        data = out / "data"
+        if not (data / "FileList.csv").exists():
+            simulate_echonet(data, base["simulate"]["videos"], seed=base["seed"], size=base["simulate"]["size"])
+    data = Path(data)
+    cells = []
+    for fraction in fractions:
+        for seed in range(seeds):
+            cfg = {**base, "labeled_fraction": float(fraction), "seed": int(seed)}
+            console.rule(f"[bold]labeled fraction {fraction:.4g}, seed {seed}")
+            split = pipe.split_data(data, cfg)
+            rows, _, _ = train_rows(data, out / f"f{fraction:.4f}_s{seed}", cfg, split,
+                                    accelerator=accelerator, devices=devices)
+            cells += [{"fraction": float(fraction), "seed": seed, **r} for r in rows]
+    summary = []
+    for fraction in fractions:
+        for name in ROWS:
+            vals = [c for c in cells if c["fraction"] == float(fraction) and c["method"] == name]
+            entry = {"fraction": float(fraction), "method": name}
+            for key in ("mae", "r2"):
+                v = np.asarray([c[key] for c in vals], dtype=float)
+                entry[key] = float(np.nanmean(v))
+                entry[f"{key}_sd"] = float(np.nanstd(v, ddof=1)) if len(v) > 1 else 0.0
+            summary.append(entry)
+    result = {"preset": base["preset"], "fractions": [float(f) for f in fractions], "seeds": seeds,
+              "summary": summary, "cells": cells}
+    atomic_write_text(out / "table4.json", json.dumps(result, indent=2))
+    series = {name: ([e["mae"] for e in summary if e["method"] == name],
+                     [e["mae_sd"] for e in summary if e["method"] == name]) for name in ROWS}
+    from echossl.io import atomic_write_bytes
+
+    atomic_write_bytes(out / "fig6.png", plots.line_plot([float(f) for f in fractions], series,
+                                                         "Fig. 6: MAE by labeled fraction", "labeled fraction", "MAE"))
+    table = Table(title="Table IV: MAE (mean ± sd over seeds)")
+    table.add_column("method")
+    for f in fractions:
+        table.add_column(f"{f:.4g}")
+    for name in ROWS:
+        table.add_row(name, *[f"{e['mae']:.2f} ± {e['mae_sd']:.2f}" for e in summary if e["method"] == name])
+    Console().print(table)
+    return result
 
 
 def _flat(row: dict) -> dict:

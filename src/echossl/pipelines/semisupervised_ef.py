@@ -136,7 +136,8 @@ def train_seg(root, out, cfg: dict, opts: TrainerOptions, *, css: bool, init: st
     # an epoch = every labeled video used once for supervised segmentation (Sec. IV-A)
     loaders = CombinedLoader(train, mode="min_size")
     val = _loader(_frames(split, "VAL", split.val), 2 * seg["batch_size"], cfg, False)
-    fit(module, loaders, val, run, opts, monitor="val_dice", mode="max")
+    if not fit(module, loaders, val, run, opts, monitor="val_dice", mode="max").is_global_zero:
+        return run  # other DDP ranks: inference and evaluation happen once, on rank 0
     infer_masks(best_checkpoint(run), split.root, split.train + split.val + split.test, run / "masks",
                 batch_size=seg.get("infer_batch", 64), device=_device(opts))
     evaluate_seg(run / "masks", split.root, split.test, run / "metrics.json")
@@ -253,8 +254,10 @@ def train_ef(root, out, cfg: dict, opts: TrainerOptions, *, masks_run=None, init
                    masks_dir=masks_dir)
     val = _clips(split, "VAL", split.val, length=ef["length"], period=ef["period"], clips=ef["val_clips"],
                  masks_dir=masks_dir)
-    fit(module, _loader(train, ef["batch_size"], cfg, True, drop_last=len(train) > ef["batch_size"]),
-        _loader(val, ef["batch_size"], cfg, False), run, opts, monitor="val_mae", mode="min")
+    trainer = fit(module, _loader(train, ef["batch_size"], cfg, True, drop_last=len(train) > ef["batch_size"]),
+                  _loader(val, ef["batch_size"], cfg, False), run, opts, monitor="val_mae", mode="min")
+    if not trainer.is_global_zero:
+        return run
     evaluate_ef(best_checkpoint(run), split.root, "TEST", run / "metrics.json", cfg=cfg, device=_device(opts))
     return run
 
@@ -292,7 +295,9 @@ def train_distill(root, out, cfg: dict, opts: TrainerOptions, *, teacher_run, sp
     val = _clips(split, "VAL", split.val, length=ef["length"], period=ef["period"], clips=ef["val_clips"])
     if opts.max_epochs is None:
         opts.max_epochs = dst["max_epochs"]
-    fit(module, loaders, _loader(val, ef["batch_size"], cfg, False), run, opts, monitor="val_mae", mode="min")
+    trainer = fit(module, loaders, _loader(val, ef["batch_size"], cfg, False), run, opts, monitor="val_mae", mode="min")
+    if not trainer.is_global_zero:
+        return run
     evaluate_ef(best_checkpoint(run), split.root, "TEST", run / "metrics.json", cfg=cfg, device=_device(opts))
     return run
 

@@ -1,0 +1,498 @@
+"""Narrated ultrasound sweeps: reader, ``echossl data check`` plug-in, and Datasets.
+
+The on-disk layout (written by :mod:`echossl.simulate.sweep`, and the form to put
+real video-speech-gaze data in)::
+
+    DIR/sweeps.csv            FileName,Split,NumberOfFrames,FPS,FrameHeight,FrameWidth,SampleRate,Seconds
+    DIR/sweep.json            {"planes": [class names], "gaze_window_frames": w, "gaze_sigma_px": s, ...}
+    DIR/Videos/<name>.avi     the scan (grey; any codec OpenCV reads)
+    DIR/Audio/<name>.wav      mono PCM narration, any sample rate (resampled to 24 kHz on load)
+    DIR/Labels/<name>.csv     Frame,Plane,GazeX,GazeY   (Plane: a name from sweep.json; empty = unlabelled)
+    DIR/Saliency/<name>.npz   maps: (F, H, W) uint8 gaze saliency per frame (optional; made from the
+                              gaze points when missing: Gaussians of sigma s over frames t-w..t+w)
+
+Split is TRAIN, VAL or TEST (any case). Audio and video must cover the same time
+(``NumberOfFrames / FPS`` within 0.25 s of the WAV's length): the video-speech
+method pairs frame ``t`` with speech at ``t / FPS`` seconds.
+
+Datasets:
+
+* :class:`VideoSpeechIntervals` — pre-training (video-speech-contrastive.md Sec. 2):
+  one item per interval T of ``interval_seconds``; K hard-positive pairs
+  ``(v_i, s_j)`` with ``i, j`` drawn independently in T, K hard negatives
+  ``s_t'`` from ``T' = T + delta`` with ``0 < |delta| < D`` intervals, the
+  energy-VAD affinity of every fragment, and a 4-frame order clip with its
+  12-class label.
+* :class:`PlaneFrames` — standard-plane classification, one frame every ``step``.
+* :class:`SaliencyFrames` — gaze saliency: frame, density map and fixation map.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from echossl.errors import DataError
+
+SPLITS = ("TRAIN", "VAL", "TEST")
+REQUIRED = ["FileName", "Split", "NumberOfFrames", "FPS"]
+SAMPLE_RATE = 24_000
+# Fixed intensity normalisation of grey frames in [0, 255] (the simulator's fan
+# images average about 0.2 with a spread of about 0.25).
+PIXEL_MEAN, PIXEL_STD = 0.2, 0.25
+
+
+def detect(path) -> bool:
+    return (Path(path) / "sweeps.csv").is_file()
+
+
+def read_meta(root) -> dict:
+    path = Path(root) / "sweep.json"
+    if not path.is_file():
+        raise DataError(path, "file does not exist (it lists the plane names)")
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise DataError(path, f"is not valid JSON ({err.msg} at line {err.lineno})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("planes"), list) or len(meta["planes"]) < 2:
+        raise DataError(path, "must hold a list 'planes' of at least two class names")
+    meta.setdefault("gaze_window_frames", 4)
+    meta.setdefault("gaze_sigma_px", 3.0)
+    return meta
+
+
+def read_sweeps(root) -> pd.DataFrame:
+    """``sweeps.csv`` with Split upper-cased; DataError naming the row for bad values."""
+    path = Path(root) / "sweeps.csv"
+    if not path.is_file():
+        raise DataError(path, "file does not exist")
+    try:
+        table = pd.read_csv(path, dtype={"FileName": str, "Split": str})
+    except Exception as err:
+        raise DataError(path, f"cannot be read as CSV ({err.__class__.__name__})") from None
+    missing = [c for c in REQUIRED if c not in table.columns]
+    if missing:
+        raise DataError(path, f"lacks column(s) {', '.join(missing)}")
+    table["Split"] = table["Split"].astype(str).str.strip().str.upper()
+    for i, row in enumerate(table.itertuples(index=False), start=1):
+        if row.Split not in SPLITS:
+            raise DataError(path, f"Split {row.Split!r} is not TRAIN, VAL or TEST", row=i)
+        try:
+            ok = float(row.FPS) > 0 and int(row.NumberOfFrames) > 0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise DataError(path, "FPS and NumberOfFrames must be positive numbers", row=i)
+    if table["FileName"].duplicated().any():
+        dup = int(np.flatnonzero(table["FileName"].duplicated().to_numpy())[0]) + 1
+        raise DataError(path, f"FileName {table['FileName'].iloc[dup - 1]!r} appears twice", row=dup)
+    return table
+
+
+def read_labels(root, name: str, planes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``Labels/<name>.csv`` -> plane index per frame ``(F,)`` (-1 unlabelled) and gaze ``(F, 2)`` (x, y)."""
+    path = Path(root) / "Labels" / f"{name}.csv"
+    if not path.is_file():
+        raise DataError(path, "label file does not exist")
+    table = pd.read_csv(path, dtype={"Plane": str}, keep_default_na=False, na_values={"GazeX": [""], "GazeY": [""]})
+    missing = [c for c in ("Frame", "Plane") if c not in table.columns]
+    if missing:
+        raise DataError(path, f"lacks column(s) {', '.join(missing)}")
+    index = {p: i for i, p in enumerate(planes)}
+    codes = np.array([index.get(p, -2) if p != "" else -1 for p in table["Plane"]], dtype=np.int64)
+    if (codes == -2).any():
+        row = int(np.flatnonzero(codes == -2)[0]) + 1
+        raise DataError(path, f"plane {table['Plane'].iloc[row - 1]!r} is not one of sweep.json's planes", row=row)
+    frames = table["Frame"].to_numpy()
+    if not np.array_equal(frames, np.arange(len(frames))):
+        row = int(np.flatnonzero(frames != np.arange(len(frames)))[0]) + 1
+        raise DataError(path, "Frame must count 0, 1, 2, ... one row per frame", row=row)
+    if {"GazeX", "GazeY"} <= set(table.columns):
+        gaze = table[["GazeX", "GazeY"]].to_numpy(dtype=np.float32)
+    else:
+        gaze = np.full((len(table), 2), np.nan, dtype=np.float32)
+    return codes, gaze
+
+
+def read_audio(root, name: str, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """``Audio/<name>.wav`` as mono float32 in [-1, 1] at ``sample_rate`` Hz."""
+    from scipy.io import wavfile
+    from scipy.signal import resample_poly
+
+    path = Path(root) / "Audio" / f"{name}.wav"
+    if not path.is_file():
+        raise DataError(path, "audio file does not exist")
+    try:
+        sr, data = wavfile.read(path)
+    except Exception as err:
+        raise DataError(path, f"cannot be read as WAV ({err.__class__.__name__})") from None
+    data = np.asarray(data)
+    if data.ndim == 2:
+        data = data.mean(1)
+    if data.dtype.kind == "i":
+        data = data.astype(np.float32) / float(np.iinfo(data.dtype).max)
+    elif data.dtype.kind == "u":
+        data = (data.astype(np.float32) - 128) / 128.0
+    data = data.astype(np.float32)
+    if sr != sample_rate:
+        g = np.gcd(int(sr), int(sample_rate))
+        data = resample_poly(data, sample_rate // g, int(sr) // g).astype(np.float32)
+    return data
+
+
+def wav_seconds(path) -> float:
+    """Duration of a WAV from its header (no decoding of the samples)."""
+    from scipy.io import wavfile
+
+    sr, data = wavfile.read(path, mmap=True)
+    return len(data) / float(sr)
+
+
+def read_frames(root, name: str) -> np.ndarray:
+    """``(F, H, W)`` uint8 grey frames (decoded once into the frame cache)."""
+    from echossl.data.cache import FrameCache
+
+    return np.asarray(FrameCache().get(Path(root) / "Videos" / f"{name}.avi")[..., 0])
+
+
+def saliency_from_gaze(gaze: np.ndarray, size: tuple[int, int], window: int, sigma: float) -> np.ndarray:
+    """``(F, H, W)`` uint8 maps from gaze points (NaN = no gaze), as the simulator makes them."""
+    from scipy import ndimage
+
+    n, (h, w) = len(gaze), size
+    counts = np.zeros((n, h, w), dtype=np.float32)
+    ok = np.isfinite(gaze).all(1)
+    xi = np.clip(np.rint(gaze[ok, 0]).astype(int), 0, w - 1)
+    yi = np.clip(np.rint(gaze[ok, 1]).astype(int), 0, h - 1)
+    counts[np.flatnonzero(ok), yi, xi] = 1.0
+    acc = ndimage.uniform_filter1d(counts, 2 * window + 1, axis=0, mode="constant") * (2 * window + 1)
+    maps = ndimage.gaussian_filter(acc, sigma=(0, sigma, sigma), mode="constant")
+    maps /= maps.reshape(n, -1).max(1)[:, None, None] + 1e-12
+    return np.rint(maps * 255).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------- #
+# data check
+# --------------------------------------------------------------------------- #
+
+def _problem(err: DataError, severity: str = "error") -> dict:
+    return {"file": str(err.path), "row": err.row, "message": err.message, "text": str(err), "severity": severity}
+
+
+def _stats(values) -> dict:
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 0:
+        return {"mean": None, "sd": None, "min": None, "max": None}
+    return {"mean": round(float(v.mean()), 3), "sd": round(float(v.std(ddof=1)) if v.size > 1 else 0.0, 3),
+            "min": round(float(v.min()), 3), "max": round(float(v.max()), 3)}
+
+
+def check(path) -> dict:
+    """Report for ``echossl data check``: counts per split, usable scans, problems by file and row."""
+    from echossl.data.video import video_info
+
+    root = Path(path)
+    problems: list[dict] = []
+    try:
+        table = read_sweeps(root)
+        meta = read_meta(root)
+    except DataError as err:
+        return {"counts": {"usable": 0}, "ef": _stats([]), "frames": _stats([]), "fps": _stats([]),
+                "problems": [_problem(err)]}
+    usable, frames, seconds, fps = [], [], [], []
+    for i, row in enumerate(table.itertuples(index=False), start=1):
+        name = row.FileName
+        try:
+            avi = root / "Videos" / f"{name}.avi"
+            if not avi.is_file():
+                raise DataError(avi, "video file does not exist")
+            info = video_info(avi)
+            if info["frames"] <= 0:
+                raise DataError(avi, "video has no frames")
+            if abs(info["frames"] - int(row.NumberOfFrames)) > 1:
+                raise DataError(root / "sweeps.csv", f"NumberOfFrames {row.NumberOfFrames} but {avi.name} has "
+                                                     f"{info['frames']} frames", row=i)
+            wav = root / "Audio" / f"{name}.wav"
+            if not wav.is_file():
+                raise DataError(wav, "audio file does not exist")
+            try:
+                dur = wav_seconds(wav)
+            except Exception as err:
+                raise DataError(wav, f"cannot be read as WAV ({err.__class__.__name__})") from None
+            video_s = int(row.NumberOfFrames) / float(row.FPS)
+            if abs(dur - video_s) > 0.25:
+                raise DataError(wav, f"lasts {dur:.2f} s but the video lasts {video_s:.2f} s, so they cannot be aligned")
+            codes, _ = read_labels(root, name, meta["planes"])
+            if len(codes) != int(row.NumberOfFrames):
+                raise DataError(root / "Labels" / f"{name}.csv",
+                                f"has {len(codes)} frame rows but the video has {row.NumberOfFrames} frames")
+            sal = root / "Saliency" / f"{name}.npz"
+            if sal.is_file():
+                with np.load(sal) as z:
+                    if "maps" not in z or z["maps"].shape[0] != int(row.NumberOfFrames):
+                        raise DataError(sal, "must hold 'maps' with one map per frame")
+            usable.append(name)
+            frames.append(int(row.NumberOfFrames))
+            seconds.append(video_s)
+            fps.append(float(row.FPS))
+        except DataError as err:
+            problems.append(_problem(err))
+    counts = {s: int((table["Split"] == s).sum()) for s in SPLITS}
+    counts["total"] = len(table)
+    counts["usable"] = len(usable)
+    counts["usable_by_split"] = {s: int(table.loc[table["FileName"].isin(usable), "Split"].eq(s).sum()) for s in SPLITS}
+    # same summary keys as the EchoNet check (EF does not apply to sweeps)
+    return {"counts": counts, "planes": meta["planes"], "problems": problems, "ef": _stats([]),
+            "frames": _stats(frames), "fps": _stats(fps), "seconds_total": round(float(sum(seconds)), 2)}
+
+
+# --------------------------------------------------------------------------- #
+# In-memory scans
+# --------------------------------------------------------------------------- #
+
+@dataclass
+class Scan:
+    name: str
+    frames: np.ndarray      # (F, H, W) uint8
+    audio: np.ndarray       # (N,) float32 at sample_rate
+    planes: np.ndarray      # (F,) int64, -1 unlabelled
+    gaze: np.ndarray        # (F, 2) float32 (x, y) px
+    fps: float
+    voiced: np.ndarray | None = None  # (M,) bool energy-VAD decision per 10 ms audio frame
+
+
+def load_split(root, split: str, *, names: list[str] | None = None, with_vad: dict | None = None) -> list[Scan]:
+    """Every scan of ``split`` (or of ``names``) in memory; ``with_vad`` = kwargs of :func:`energy_vad`."""
+    from echossl.methods.video_speech import energy_vad
+
+    root = Path(root)
+    table = read_sweeps(root)
+    meta = read_meta(root)
+    rows = table[table["Split"] == split] if names is None else table[table["FileName"].isin(names)]
+    scans = []
+    for row in rows.itertuples(index=False):
+        codes, gaze = read_labels(root, row.FileName, meta["planes"])
+        scan = Scan(row.FileName, read_frames(root, row.FileName), read_audio(root, row.FileName), codes, gaze,
+                    float(row.FPS))
+        if with_vad is not None:
+            scan.voiced = energy_vad(torch.from_numpy(scan.audio), SAMPLE_RATE, **with_vad).numpy()
+        scans.append(scan)
+    return scans
+
+
+def normalise_frames(frames: np.ndarray | torch.Tensor, size: int | None = None) -> torch.Tensor:
+    """``(..., H, W)`` uint8 -> ``(..., 1, size, size)`` float, fixed normalisation."""
+    x = torch.from_numpy(np.array(frames, dtype=np.float32)).div(255.0).sub(PIXEL_MEAN).div(PIXEL_STD).unsqueeze(-3)
+    if size and tuple(x.shape[-2:]) != (size, size):
+        lead = x.shape[:-3]
+        x = F.interpolate(x.reshape(-1, 1, *x.shape[-2:]), size=(size, size), mode="bilinear", align_corners=False)
+        x = x.reshape(*lead, 1, size, size)
+    return x
+
+
+def inner_crop(frames: torch.Tensor, fraction: float) -> torch.Tensor:
+    """Centre crop keeping ``fraction`` of height and width: the inside of the fan (Sec. 2.3, no fan-edge cues)."""
+    h, w = frames.shape[-2:]
+    ch, cw = max(1, int(round(h * fraction))), max(1, int(round(w * fraction)))
+    top, left = (h - ch) // 2 + int(0.1 * (h - ch)), (w - cw) // 2  # a little deeper: the fan's apex is narrow
+    return frames[..., top:top + ch, left:left + cw]
+
+
+# --------------------------------------------------------------------------- #
+# Pre-training intervals
+# --------------------------------------------------------------------------- #
+
+def sample_pairs(rng: np.random.Generator, n_intervals: int, interval: int, groups: int, shift_range: int) -> dict:
+    """Hard pairs for one interval ``interval`` of a scan with ``n_intervals`` intervals (Sec. 2.1).
+
+    Returns ``{"video_pos": (K,), "speech_pos": (K,), "speech_neg": (K,)}`` as
+    offsets in [0, 1) within their interval, and ``"neg_interval"``, the
+    interval T' = T + delta with ``0 < |delta| < shift_range`` (one delta per
+    interval, reflected when it would leave the scan). The positive speech
+    offset is drawn independently of the video offset: the alignment inside
+    T is perturbed (hard positives).
+    """
+    if n_intervals < 2:
+        raise ValueError("a scan needs at least two intervals for hard negatives")
+    reach = max(1, min(shift_range - 1, n_intervals - 1))
+    delta = int(rng.integers(1, reach + 1)) * (1 if rng.random() < 0.5 else -1)
+    if not 0 <= interval + delta < n_intervals:
+        delta = -delta
+    if not 0 <= interval + delta < n_intervals:  # very short scan: nearest other interval
+        delta = 1 if interval + 1 < n_intervals else -1
+    return {"video_pos": rng.random(groups), "speech_pos": rng.random(groups), "speech_neg": rng.random(groups),
+            "neg_interval": interval + delta, "delta": delta}
+
+
+class VideoSpeechIntervals(Dataset):
+    """One item per interval T of every scan (video-speech-contrastive.md Sec. 2.1-2.3).
+
+    Item (K = ``groups``, L = excerpt samples, S = ``size``)::
+
+        frames         (K, 1, S, S)   v_ik: one frame per group, at a random time in T
+        speech_pos     (K, L)         s_jk: speech excerpts centred at random times in T
+        speech_neg     (K, L)         s_t'k: excerpts from T' = T + delta, 0 < |delta| < D
+        high_affinity  (K,) bool      VAD: the positive excerpt is mostly speech
+        order_frames   (4, 1, s, s)   4 frames of T, inner crop, shuffled
+        order_label    ()  int        12-class order label (a permutation = its reverse)
+        interval_high  () bool        VAD: the interval is mostly speech
+        delta          () int         the interval shift of the negatives
+
+    With ``seed`` set, items are a pure function of (seed, index) (validation);
+    without, every call draws anew from numpy's global-seeded generator.
+    """
+
+    def __init__(self, scans: list[Scan], *, interval_seconds: float, excerpt_seconds: float, groups: int,
+                 shift_range: int, size: int, order_step: int, order_crop: float, min_voiced: float,
+                 vad_hop_seconds: float = 0.01, sample_rate: int = SAMPLE_RATE, seed: int | None = None):
+        from echossl.methods.video_speech import order_label
+
+        self._order_label = order_label
+        self.scans = scans
+        self.interval_seconds = interval_seconds
+        self.excerpt = int(round(excerpt_seconds * sample_rate))
+        self.groups, self.shift_range, self.size = groups, shift_range, size
+        self.order_step, self.order_crop, self.min_voiced = order_step, order_crop, min_voiced
+        self.vad_hop, self.sr, self.seed = vad_hop_seconds, sample_rate, seed
+        self.index = []
+        for s, scan in enumerate(scans):
+            n = int(len(scan.frames) / scan.fps // interval_seconds)
+            if n >= 2:
+                self.index.extend((s, t, n) for t in range(n))
+        if not self.index:
+            raise DataError("sweeps.csv", f"no scan is at least two intervals ({2 * interval_seconds:.1f} s) long")
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def _excerpt(self, audio: np.ndarray, centre_s: float) -> np.ndarray:
+        start = int(round(centre_s * self.sr)) - self.excerpt // 2
+        start = min(max(0, start), max(0, len(audio) - self.excerpt))
+        piece = audio[start:start + self.excerpt]
+        return np.pad(piece, (0, self.excerpt - len(piece)))
+
+    def _voiced_fraction(self, voiced: np.ndarray, t0: float, t1: float) -> float:
+        a, b = int(t0 / self.vad_hop), max(int(t0 / self.vad_hop) + 1, int(t1 / self.vad_hop))
+        part = voiced[a:b]
+        return float(part.mean()) if part.size else 0.0
+
+    def __getitem__(self, i: int) -> dict:
+        s, t, n = self.index[i]
+        scan = self.scans[s]
+        rng = np.random.default_rng([self.seed, i]) if self.seed is not None else np.random.default_rng(
+            np.random.randint(0, 2**31))
+        pairs = sample_pairs(rng, n, t, self.groups, self.shift_range)
+        T = self.interval_seconds
+        n_frames = len(scan.frames)
+        v_times = (t + pairs["video_pos"]) * T
+        v_idx = np.minimum((v_times * scan.fps).astype(int), n_frames - 1)
+        pos_c = (t + pairs["speech_pos"]) * T
+        neg_c = (pairs["neg_interval"] + pairs["speech_neg"]) * T
+        half = self.excerpt / self.sr / 2
+        voiced = scan.voiced if scan.voiced is not None else np.ones(1 + int(len(scan.audio) / self.sr / self.vad_hop), bool)
+        high = np.array([self._voiced_fraction(voiced, c - half, c + half) >= self.min_voiced for c in pos_c])
+        # frame-order clip: 4 frames order_step apart inside T, shown in a random order
+        first = int(t * T * scan.fps)
+        last_start = max(first, min(n_frames, int((t + 1) * T * scan.fps)) - 3 * self.order_step - 1)
+        start = int(rng.integers(first, last_start + 1))
+        idx = np.minimum(start + self.order_step * np.arange(4), n_frames - 1)
+        perm = rng.permutation(4)
+        order = inner_crop(normalise_frames(scan.frames[idx[perm]], self.size), self.order_crop)
+        return {
+            "frames": normalise_frames(scan.frames[v_idx], self.size),
+            "speech_pos": torch.from_numpy(np.stack([self._excerpt(scan.audio, c) for c in pos_c])),
+            "speech_neg": torch.from_numpy(np.stack([self._excerpt(scan.audio, c) for c in neg_c])),
+            "high_affinity": torch.from_numpy(high),
+            "order_frames": order,
+            "order_label": torch.tensor(self._order_label(perm)),
+            "interval_high": torch.tensor(self._voiced_fraction(voiced, t * T, (t + 1) * T) >= self.min_voiced),
+            "delta": torch.tensor(pairs["delta"]),
+        }
+
+
+# --------------------------------------------------------------------------- #
+# Downstream frames
+# --------------------------------------------------------------------------- #
+
+class PlaneFrames(Dataset):
+    """Labelled frames every ``step`` frames (the paper down-samples each scan by 8).
+
+    Item: ``image`` (1, S, S) float, ``label`` () int64 plane index.
+    ``augment`` shifts the frame by up to ``shift`` pixels (zero padding).
+    """
+
+    def __init__(self, scans: list[Scan], *, step: int, size: int, augment: bool = False, shift: int = 4):
+        self.scans, self.size, self.augment, self.shift = scans, size, augment, shift
+        self.index = [(s, f) for s, scan in enumerate(scans) for f in range(0, len(scan.frames), step)
+                      if scan.planes[f] >= 0]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def labels(self) -> np.ndarray:
+        return np.array([self.scans[s].planes[f] for s, f in self.index])
+
+    def _image(self, s: int, f: int) -> torch.Tensor:
+        x = normalise_frames(self.scans[s].frames[f], self.size)
+        if self.augment and self.shift:
+            dx, dy = np.random.randint(-self.shift, self.shift + 1, 2)
+            x = torch.roll(F.pad(x, [self.shift] * 4), shifts=(int(dy), int(dx)), dims=(-2, -1))
+            x = x[..., self.shift:-self.shift, self.shift:-self.shift]
+        return x
+
+    def __getitem__(self, i: int) -> dict:
+        s, f = self.index[i]
+        return {"image": self._image(s, f), "label": torch.tensor(int(self.scans[s].planes[f]))}
+
+
+class SaliencyFrames(Dataset):
+    """Frames every ``step`` with gaze saliency targets at ``out_size``.
+
+    Item: ``image`` (1, S, S); ``saliency`` (O, O) float density (sums to 1);
+    ``fixations`` (O, O) bool: the gaze points of frames t-w..t+w (for NSS and AUC).
+    """
+
+    def __init__(self, scans: list[Scan], maps: list[np.ndarray], *, step: int, size: int, out_size: int,
+                 window: int):
+        self.scans, self.maps, self.size, self.out, self.window = scans, maps, size, out_size, window
+        self.index = [(s, f) for s, scan in enumerate(scans) for f in range(0, len(scan.frames), step)
+                      if np.isfinite(scan.gaze[max(0, f - window):f + window + 1]).all(1).any()]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> dict:
+        s, f = self.index[i]
+        scan = self.scans[s]
+        h, w = scan.frames.shape[1:]
+        sal = torch.from_numpy(self.maps[s][f].astype(np.float32))[None, None]
+        sal = F.interpolate(sal, size=(self.out, self.out), mode="area")[0, 0]
+        sal = sal / sal.sum().clamp_min(1e-12)
+        pts = scan.gaze[max(0, f - self.window):f + self.window + 1]
+        pts = pts[np.isfinite(pts).all(1)]
+        fix = torch.zeros(self.out, self.out, dtype=torch.bool)
+        xi = np.clip((pts[:, 0] + 0.5) * self.out / w, 0, self.out - 1).astype(int)
+        yi = np.clip((pts[:, 1] + 0.5) * self.out / h, 0, self.out - 1).astype(int)
+        fix[yi, xi] = True
+        return {"image": normalise_frames(scan.frames[f], self.size), "saliency": sal, "fixations": fix}
+
+
+def load_saliency_maps(root, scans: list[Scan], meta: dict) -> list[np.ndarray]:
+    """``Saliency/<name>.npz`` maps, or maps made from the gaze points when the file is missing."""
+    out = []
+    for scan in scans:
+        path = Path(root) / "Saliency" / f"{scan.name}.npz"
+        if path.is_file():
+            with np.load(path) as z:
+                out.append(z["maps"])
+        else:
+            out.append(saliency_from_gaze(scan.gaze, scan.frames.shape[1:], int(meta["gaze_window_frames"]),
+                                          float(meta["gaze_sigma_px"])))
+    return out

@@ -1,0 +1,349 @@
+"""The MR-jet workflow of mrjet-jigsaw-color-ssl.md.
+
+1. :func:`pretrain_jigsaw` — jigsaw (+ colour tolerance) pre-training of ``phi``
+   on frames of all TRAIN videos (no labels used).
+2. :func:`train_mrjet` — max-frame recognition + jet segmentation on the labeled
+   share of TRAIN (``labeled_fraction``), optionally initialised from step 1.
+3. :func:`reproduce_mrjet` — random init vs jigsaw-only vs jigsaw+colour at
+   several label fractions on one data set; a table on the TEST split.
+
+Every training step writes a run folder (CONTRACT.md) and ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from echossl.checkpoints import load_checkpoint, load_module_weights
+from echossl.data.cache import FrameCache
+from echossl.data.mrjet import MRJetClips, MRJetFrames, centre_box, load_truth, prepare_frames, split_names
+from echossl.engine import TrainerOptions, best_checkpoint, fit, prepare_run
+from echossl.errors import EchosslError
+from echossl.evaluation.metrics import dice, mean_ci, write_metrics_json
+from echossl.methods.mrjet import JigsawModule, JigsawViews, MRJetModule, predict_peaks
+from echossl.progress import progress_bar
+from echossl.simulate.mrjet import SEVERITIES, severity_grade
+
+TASKS = ("jigsaw", "mrjet")
+
+
+def _loader(dataset, batch_size: int, cfg: dict, shuffle: bool, drop_last: bool = False) -> DataLoader:
+    workers = int(cfg["data"].get("workers", 0))
+    return DataLoader(dataset, batch_size=min(batch_size, max(1, len(dataset))), shuffle=shuffle,
+                      num_workers=workers, persistent_workers=workers > 0, drop_last=drop_last)
+
+
+def _views(cfg: dict) -> JigsawViews:
+    j, norm = cfg["mrjet"]["jigsaw"], cfg["mrjet"]["norm"]
+    return JigsawViews(crop_size=j["crop_size"], scale=j["scale"], grid=j["grid"], gap=j["gap"], jitter=j["jitter"],
+                       hue=j["hue"], grayscale=j["grayscale"], blur=j["blur"], mean=norm["mean"], std=norm["std"])
+
+
+def _threads(cfg: dict) -> None:
+    """Intra-op threads (``mrjet.threads``): on a small shared CPU one thread runs these
+    small convolutions several times faster than two contending ones."""
+    n = cfg["mrjet"].get("threads")
+    if n:
+        torch.set_num_threads(int(n))
+
+
+def _device(opts: TrainerOptions) -> torch.device:
+    if opts.accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+# --------------------------------------------------------------------------- #
+# Step 1: jigsaw pre-training
+# --------------------------------------------------------------------------- #
+
+def pretrain_jigsaw(data, out, cfg: dict, opts: TrainerOptions, *, color: bool = True, init=None,
+                    strict: bool = False) -> Path:
+    """Pre-train ``phi`` with ``L_sr`` (+ ``L_c`` when ``color``) on TRAIN frames; VAL frames for selection.
+
+    ``init``: a jigsaw run or checkpoint to start from (matching tensors only).
+    """
+    _threads(cfg)
+    names = split_names(data, strict=strict)
+    if not names["TRAIN"] or not names["VAL"]:
+        raise EchosslError(f"{Path(data) / 'MRJetList.csv'} needs usable TRAIN and VAL videos for pre-training")
+    run = prepare_run(out, cfg, opts.resume)
+    j = cfg["mrjet"]["jigsaw"]
+    module = JigsawModule(backbone=j["backbone"], n_permutations=j["n_permutations"], perm_seed=j["perm_seed"],
+                          perm_criterion=j["perm_criterion"], color=color, color_weight=j["color_weight"],
+                          tau=j["tau"], grid=j["grid"], optimizer=j["optimizer"], lr=j["lr"],
+                          momentum=j["momentum"], weight_decay=j["weight_decay"])
+    if init and not opts.resume:
+        path = Path(init)
+        load_module_weights(module.net, best_checkpoint(path) if path.is_dir() else path, prefix="net.")
+    views = _views(cfg)
+    train = MRJetFrames(data, names["TRAIN"], frames_per_video=j["frames_per_video"], transform=views)
+    val = MRJetFrames(data, names["VAL"], frames_per_video=max(2, j["frames_per_video"] // 4), transform=views)
+    # L_c needs negatives: never a last batch of a single frame
+    fit(module, _loader(train, j["batch_size"], cfg, True, drop_last=len(train) > j["batch_size"]),
+        _loader(val, j["batch_size"], cfg, False), run, opts, monitor="val_loss", mode="min")
+    evaluate_jigsaw(best_checkpoint(run), data, "TEST", run / "metrics.json", cfg=cfg, names=names["TEST"])
+    return run
+
+
+@torch.inference_mode()
+def evaluate_jigsaw(checkpoint, data, split: str, out_json, *, cfg: dict, names=None) -> dict:
+    """Permutation accuracy (``accuracy``) and losses of a jigsaw checkpoint on a split's frames."""
+    ckpt = load_checkpoint(checkpoint, expect_task="jigsaw")
+    module = JigsawModule(**ckpt["hyper_parameters"])
+    module.load_state_dict(ckpt["state_dict"])
+    module.eval()
+    names = names if names is not None else split_names(data)[split]
+    if not names:
+        raise EchosslError(f"{data} has no usable {split} videos to evaluate")
+    torch.manual_seed(0)
+    np.random.seed(0)
+    dataset = MRJetFrames(data, names, frames_per_video=8, transform=_views(cfg))
+    accs, losses, n = [], [], 0
+    for tiles in DataLoader(dataset, batch_size=32):
+        if tiles.shape[0] < 2:
+            continue
+        out = module.losses(tiles)
+        accs.append(float(out["acc"]) * len(tiles))
+        losses.append(float(out["loss"]) * len(tiles))
+        n += len(tiles)
+    return write_metrics_json(out_json, task="jigsaw", split=split, n=n, accuracy=sum(accs) / max(n, 1),
+                              loss=sum(losses) / max(n, 1))
+
+
+# --------------------------------------------------------------------------- #
+# Step 2: recognition + segmentation
+# --------------------------------------------------------------------------- #
+
+def labeled_videos(train: list[str], fraction: float, seed: int) -> list[str]:
+    from echossl.data.echonet import labeled_split
+
+    return labeled_split(train, fraction, seed)[0]
+
+
+def train_mrjet(data, out, cfg: dict, opts: TrainerOptions, *, init: str | Path | None = None,
+                strict: bool = False) -> Path:
+    """Train ``L_r + L_s`` on the labeled TRAIN videos, select on VAL, evaluate TEST into ``metrics.json``.
+
+    ``init``: a jigsaw (or mrjet) run folder or checkpoint whose backbone ``phi`` initialises ours.
+    """
+    _threads(cfg)
+    names = split_names(data, strict=strict)
+    if not names["TRAIN"] or not names["VAL"]:
+        raise EchosslError(f"{Path(data) / 'MRJetList.csv'} needs usable TRAIN and VAL videos")
+    t, norm = cfg["mrjet"]["train"], cfg["mrjet"]["norm"]
+    labeled = labeled_videos(names["TRAIN"], cfg["labeled_fraction"], cfg["seed"])
+    run = prepare_run(out, cfg, opts.resume)
+    norm = {"mean": list(norm["mean"]), "std": list(norm["std"]), "crop": float(t["crop"]), "size": int(t["size"])}
+    module = MRJetModule(backbone=t["backbone"], lstm_hidden=t["lstm_hidden"], recog_hidden=t["recog_hidden"],
+                         seg_weight=t["seg_weight"], optimizer=t["optimizer"], lr=t["lr"], momentum=t["momentum"],
+                         weight_decay=t["weight_decay"], peak_height=t["peak_height"],
+                         peak_distance=t["peak_distance"], norm=norm)
+    if init and not opts.resume:
+        path = Path(init)
+        path = best_checkpoint(path) if path.is_dir() else path
+        load_module_weights(module.net.backbone, path, prefix="net.backbone.")
+    common = {"crop": norm["crop"], "size": norm["size"], "mean": norm["mean"], "std": norm["std"]}
+    train = MRJetClips(data, labeled, length=t["length"], train=True, samples=t["samples_per_epoch"], **common)
+    val = MRJetClips(data, names["VAL"], length=None, **common)
+    fit(module, _loader(train, t["batch_size"], cfg, True), _loader(val, 1, cfg, False), run, opts,
+        monitor="val_loss", mode="min")
+    evaluate_mrjet(best_checkpoint(run), data, "TEST", run / "metrics.json", names=names["TEST"],
+                   device=_device(opts), extra={"labeled_videos": len(labeled)})
+    return run
+
+
+def load_mrjet(checkpoint) -> MRJetModule:
+    ckpt = load_checkpoint(checkpoint, expect_task="mrjet")
+    module = MRJetModule(**ckpt["hyper_parameters"])
+    module.load_state_dict(ckpt["state_dict"])
+    return module.eval()
+
+
+@torch.inference_mode()
+def infer_video(module: MRJetModule, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``E'`` ``(F,)`` and jet probability ``(F, H, W)`` at native size (zero outside the centre crop).
+
+    The jet of every frame ``t`` is decoded from ``LSTM(f_1..f_t)``, i.e. as if ``t`` were a max frame.
+    """
+    norm = module.hparams.norm
+    device = next(module.parameters()).device
+    video = prepare_frames(np.asarray(frames), norm["crop"], norm["size"], norm["mean"], norm["std"])
+    video = video.unsqueeze(0).to(device)
+    pyramid = module.net.encode(video)
+    e_pred = module.net.recognise(pyramid)[0]
+    n = video.shape[1]
+    t = torch.arange(n, device=device)
+    logits = module.net.segment(pyramid, torch.zeros_like(t), t, video.shape[-2:])
+    h, w = frames.shape[1:3]
+    top, left, side = centre_box(h, w, norm["crop"])
+    prob = torch.sigmoid(F.interpolate(logits, size=(side, side), mode="bilinear", align_corners=False))[:, 0]
+    full = np.zeros((n, h, w), dtype=np.float32)
+    full[:, top:top + side, left:left + side] = prob.float().cpu().numpy()
+    return e_pred.float().cpu().numpy(), full
+
+
+def _balanced_accuracy(y_true, y_pred) -> float:
+    from sklearn.metrics import balanced_accuracy_score
+
+    return float(balanced_accuracy_score(y_true, y_pred)) if len(set(y_true)) > 1 else float("nan")
+
+
+def evaluate_mrjet(checkpoint, data, split: str, out_json, *, names=None, device=None, extra=None) -> dict:
+    """Metrics of an mrjet checkpoint on a split; writes ``metrics.json``.
+
+    - ``hit_rate_exact`` / ``hit_rate_within2``: share of true max frames with a
+      predicted max frame (a peak of ``E'``, :func:`predict_peaks`) at the same
+      frame / within 2 frames; ``peak_precision_within2``: share of predicted max
+      frames within 2 frames of a true one (no-jet videos count their false peaks).
+    - ``dice``: Dice of the jet mask at the true max frames (from ``LSTM(f_1..f_k)``).
+    - ``ratio_mae``: mean absolute error of jet-area / LA-area at the true max frames
+      (LA area from the ground truth: the model does not segment the atrium).
+    - ``accuracy`` / ``balanced_accuracy``: severity grade (none/mild/moderate/severe)
+      per video, predicted as the grade of the largest predicted ratio over the
+      predicted max frames (``none`` without any).
+    """
+    module = load_mrjet(checkpoint).to(device or "cpu")
+    hp = module.hparams
+    names = names if names is not None else split_names(data)[split]
+    if not names:
+        raise EchosslError(f"{data} has no usable {split} videos to evaluate")
+    cache = FrameCache()
+    hits0 = hits2 = n_true = n_pred = good_pred = 0
+    dices, ratio_err, grade_true, grade_pred = [], [], [], []
+    for name in progress_bar(names, f"evaluating {split}"):
+        frames = cache.get(Path(data) / "Videos" / f"{name}.avi")
+        truth = load_truth(data, name)
+        n = min(len(frames), len(truth["e"]))
+        e_pred, prob = infer_video(module, np.asarray(frames[:n]))
+        true_k = np.flatnonzero(truth["e"][:n])
+        peaks = predict_peaks(e_pred, hp.peak_height, hp.peak_distance)
+        if true_k.size and peaks.size:
+            gap = np.abs(true_k[:, None] - peaks[None, :])
+            hits0 += int((gap.min(1) == 0).sum())
+            hits2 += int((gap.min(1) <= 2).sum())
+            good_pred += int((gap.min(0) <= 2).sum())
+        n_true += true_k.size
+        n_pred += peaks.size
+        pred_mask = prob >= 0.5
+        la_area = np.maximum(truth["la"][:n].sum(axis=(1, 2)), 1)
+        pred_ratio = pred_mask.sum(axis=(1, 2)) / la_area
+        if true_k.size:
+            dices.extend(np.atleast_1d(dice(pred_mask[true_k], truth["jet"][true_k])).tolist())
+            true_ratio = truth["jet"][true_k].sum(axis=(1, 2)) / la_area[true_k]
+            ratio_err.extend(np.abs(pred_ratio[true_k] - true_ratio).tolist())
+        grade_true.append(int(truth["severity"]) if "severity" in truth else
+                          severity_grade(float(truth["ratio"][true_k].max()) if true_k.size else 0.0))
+        grade_pred.append(severity_grade(float(pred_ratio[peaks].max())) if peaks.size else 0)
+    grade_true, grade_pred = np.array(grade_true), np.array(grade_pred)
+    metrics = {
+        "hit_rate_exact": hits0 / n_true if n_true else float("nan"),
+        "hit_rate_within2": hits2 / n_true if n_true else float("nan"),
+        "peak_precision_within2": good_pred / n_pred if n_pred else float("nan"),
+        "dice": float(np.mean(dices)) if dices else float("nan"),
+        "dice_ci95": mean_ci(dices),
+        "ratio_mae": float(np.mean(ratio_err)) if ratio_err else float("nan"),
+        "accuracy": float(np.mean(grade_true == grade_pred)),
+        "balanced_accuracy": _balanced_accuracy(grade_true, grade_pred),
+        "max_frames": int(n_true),
+        "predicted_max_frames": int(n_pred),
+        **(extra or {}),
+    }
+    return write_metrics_json(out_json, task="mrjet", split=split, n=len(names), **metrics)
+
+
+def evaluate_checkpoint(checkpoint, data, split: str, out_json, *, cfg: dict) -> dict:
+    """``echossl evaluate`` plug-in: jigsaw or mrjet checkpoints on an MR-jet folder."""
+    _threads(cfg)
+    task = load_checkpoint(checkpoint)["hyper_parameters"]["task"]
+    if task == "jigsaw":
+        return evaluate_jigsaw(checkpoint, data, split, out_json, cfg=cfg)
+    return evaluate_mrjet(checkpoint, data, split, out_json)
+
+
+# --------------------------------------------------------------------------- #
+# Step 3: the comparison
+# --------------------------------------------------------------------------- #
+
+INITS = ("random", "jigsaw", "jigsaw+color")
+TABLE_METRICS = ("hit_rate_exact", "hit_rate_within2", "dice", "ratio_mae", "accuracy")
+
+
+def reproduce_mrjet(out, cfg: dict, opts: TrainerOptions, *, data=None, videos: int | None = None,
+                    strict: bool = False) -> dict:
+    """Random init vs jigsaw-only vs jigsaw+colour pre-training at each label fraction.
+
+    Simulates ``cfg.mrjet.simulate.videos`` videos into ``OUT/data`` unless ``data``
+    is given. Runs whose ``metrics.json`` exists are reused, so an interrupted
+    comparison continues where it stopped. Writes ``OUT/results.json`` and
+    ``OUT/results.md`` (TEST split).
+    """
+    start = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if data is None:
+        data = out / "data"
+        if not (data / "MRJetList.csv").is_file():
+            from echossl.simulate.mrjet import simulate_mrjet
+
+            sim = cfg["mrjet"]["simulate"]
+            simulate_mrjet(data, videos or sim["videos"], seed=cfg["seed"], size=sim["size"])
+    data = Path(data)
+    stage = dataclasses.replace(opts, resume=False)
+
+    def once(run: Path, fn):
+        if not (run / "metrics.json").is_file():
+            if (run / "checkpoints" / "last.ckpt").exists():
+                fn(dataclasses.replace(stage, resume=True))
+            else:
+                fn(stage)
+        return json.loads((run / "metrics.json").read_text())
+
+    pre_epochs = cfg["mrjet"]["jigsaw"]["max_epochs"]
+    pretrained = {}
+    for name, color in (("jigsaw", False), ("jigsaw+color", True)):
+        run = out / f"pretrain-{name.replace('+', '-')}"
+        once(run, lambda o, run=run, color=color: pretrain_jigsaw(
+            data, run, cfg, dataclasses.replace(o, max_epochs=pre_epochs, max_steps=None), color=color,
+            strict=strict))
+        pretrained[name] = run
+    rows = []
+    train_epochs = opts.max_epochs if opts.max_epochs is not None else cfg["mrjet"]["train"]["max_epochs"]
+    for fraction in cfg["mrjet"]["reproduce"]["fractions"]:
+        sub = {**cfg, "labeled_fraction": float(fraction)}
+        for init in INITS:
+            run = out / f"labels{int(round(100 * fraction))}-{init.replace('+', '-')}"
+            metrics = once(run, lambda o, run=run, sub=sub, init=init: train_mrjet(
+                data, run, sub, dataclasses.replace(o, max_epochs=train_epochs),
+                init=None if init == "random" else pretrained[init], strict=strict))
+            rows.append({"labeled_fraction": float(fraction), "init": init, "run": str(run),
+                         **{k: metrics.get(k) for k in (*TABLE_METRICS, "balanced_accuracy",
+                                                        "peak_precision_within2", "labeled_videos", "n")}})
+    result = {"preset": cfg.get("preset"), "data": str(data), "split": "TEST", "rows": rows,
+              "pretrain": {k: json.loads((v / "metrics.json").read_text()) for k, v in pretrained.items()},
+              "seconds": round(time.perf_counter() - start, 1)}
+    (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "results.md").write_text(results_markdown(rows))
+    return result
+
+
+def results_markdown(rows: list[dict]) -> str:
+    head = ["labels", "init", *TABLE_METRICS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        vals = [f"{100 * r['labeled_fraction']:.0f}% ({r.get('labeled_videos')} videos)", r["init"]]
+        vals += ["-" if r.get(k) is None else f"{r[k]:.3f}" for k in TABLE_METRICS]
+        lines.append("| " + " | ".join(vals) + " |")
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["TASKS", "SEVERITIES", "pretrain_jigsaw", "train_mrjet", "evaluate_checkpoint", "evaluate_mrjet",
+           "evaluate_jigsaw", "reproduce_mrjet", "infer_video"]

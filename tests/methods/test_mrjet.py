@@ -1,0 +1,208 @@
+"""mrjet-jigsaw-color-ssl: permutation pool, tiles, losses (eqs. 4, 5, 8, 10), LSTM causality, CLI smoke."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from echossl.methods import mrjet as mj
+
+
+# ----------------------------------------------------------------- permutations
+
+def test_pool_beats_random_pool_in_minimum_hamming_distance():
+    pool = mj.hamming_permutation_pool(100, seed=0)
+    assert pool.shape == (100, 9)
+    assert all(sorted(p) == list(range(9)) for p in pool.tolist())
+    assert len({tuple(p) for p in pool.tolist()}) == 100
+    rng = np.random.default_rng(0)
+    perms = mj.all_permutations()
+    random_min = max(mj.min_pairwise_hamming(perms[rng.choice(len(perms), 100, replace=False)]) for _ in range(5))
+    assert mj.min_pairwise_hamming(pool) > random_min
+
+
+def test_pool_is_deterministic_by_seed_and_cached(tmp_path):
+    a = mj.load_permutation_pool(10, seed=3, cache_dir=tmp_path)
+    assert list(tmp_path.glob("*.npy"))
+    b = mj.load_permutation_pool(10, seed=3, cache_dir=tmp_path)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a, mj.hamming_permutation_pool(10, seed=3))
+    assert not np.array_equal(a, mj.hamming_permutation_pool(10, seed=4))
+
+
+def test_greedy_step_matches_literal_definition():
+    # a slow transcription of "add the permutation whose minimum distance to the chosen set is largest"
+    pool = mj.hamming_permutation_pool(4, seed=1)
+    perms = mj.all_permutations()
+    chosen = [pool[0]]
+    for _ in range(3):
+        dmin = np.min([(perms != c).sum(1) for c in chosen], axis=0)
+        for c in chosen:
+            dmin[(perms == c).all(1)] = -1
+        chosen.append(perms[int(np.argmax(dmin))])
+    np.testing.assert_array_equal(np.array(chosen), pool)
+
+
+# ----------------------------------------------------------------------- tiles
+
+def test_tiles_leave_the_configured_gap():
+    s, gap = 72, 6
+    cols = torch.arange(s, dtype=torch.float32).view(1, 1, s).expand(3, s, s)
+    rows = cols.transpose(-1, -2)
+    t = mj.tile_size(s, 3, gap)
+    tc, tr = mj.extract_tiles(cols, 3, gap), mj.extract_tiles(rows, 3, gap)
+    assert tc.shape == (9, 3, t, t)
+    for j in range(9):
+        r, c = divmod(j, 3)
+        assert tc[j, 0, 0, 0] == c * (t + gap) and tr[j, 0, 0, 0] == r * (t + gap)
+    # right edge of tile 0 to left edge of tile 1: exactly `gap` columns skipped
+    assert tc[1, 0, 0, 0] - tc[0, 0, 0, -1] - 1 == gap
+    assert tr[3, 0, 0, 0] - tr[0, 0, -1, 0] - 1 == gap
+
+
+def test_views_give_two_tiled_transforms():
+    views = mj.JigsawViews(crop_size=48, gap=6)
+    out = views(torch.randint(0, 255, (3, 90, 90), dtype=torch.uint8))
+    assert out.shape == (2, 9, 3, 12, 12) and out.dtype == torch.float32
+
+
+def test_shuffle_features_puts_tile_pool_s_in_slot_s():
+    feats = torch.arange(9, dtype=torch.float32).view(1, 1, 9, 1).expand(2, 2, 9, 3)
+    pool = torch.tensor([list(range(9)), [8, 7, 6, 5, 4, 3, 2, 1, 0]])
+    out = mj.shuffle_features(feats, pool, torch.tensor([[0, 1], [1, 1]]))
+    assert out[0, 0, :, 0].tolist() == list(range(9))
+    assert out[0, 1, :, 0].tolist() == list(range(8, -1, -1))
+
+
+# ---------------------------------------------------------------------- losses
+
+def test_structure_recovery_loss_by_hand():
+    logits = torch.tensor([[[2.0, 0.0], [0.0, 1.0]]])  # one frame, two views, H = 2
+    target = torch.tensor([[0, 0]])
+    hand = -math.log(math.exp(2) / (math.exp(2) + 1)) - math.log(1 / (1 + math.e))
+    assert mj.structure_recovery_loss(logits, target).item() == pytest.approx(hand, rel=1e-6)
+
+
+def test_color_tolerance_loss_by_hand():
+    # N = 2 frames, 2 views, 1 tile, 2-D features at known angles
+    f = torch.tensor([[[[1.0, 0.0]], [[0.0, 1.0]]], [[[1.0, 1.0]], [[-1.0, 0.0]]]])
+    tau = 0.5
+    z = torch.nn.functional.normalize(f[:, :, 0], dim=-1)  # (N, 2, D)
+    c = lambda a, b: math.exp(float(a @ b) / tau)  # noqa: E731
+    terms = []
+    for i in range(2):
+        for k in range(2):
+            pos = c(z[i, k], z[i, 1 - k])
+            neg = sum(c(z[i, k], z[p, kk]) for p in range(2) if p != i for kk in range(2))
+            terms.append(-math.log(pos / neg))
+    assert mj.color_tolerance_loss(f, tau).item() == pytest.approx(sum(terms) / 4, rel=1e-5)
+
+
+def test_color_tolerance_loss_is_lightly_dcl_per_tile():
+    from lightly.loss import DCLLoss
+
+    f = torch.randn(6, 2, 9, 5, generator=torch.Generator().manual_seed(0))
+    expected = torch.stack([DCLLoss(temperature=0.2)(f[:, 0, j], f[:, 1, j]) for j in range(9)]).mean()
+    assert mj.color_tolerance_loss(f, 0.2).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_recognition_loss_by_hand():
+    pred = torch.tensor([[0.5, 0.2, 0.9], [0.0, 1.0, 3.0]])
+    target = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    valid = torch.tensor([[True, True, True], [True, True, False]])
+    hand = ((0.25 + 0.04 + 0.01) + 0.0) / 2
+    assert mj.recognition_loss(pred, target, valid).item() == pytest.approx(hand, rel=1e-6)
+
+
+def test_max_frame_dice_loss_by_hand():
+    logits = torch.full((1, 1, 2, 2), 20.0)  # sigmoid ~ 1 everywhere
+    logits[0, 0, 1, 1] = -20.0
+    mask = torch.tensor([[[[1.0, 1.0], [0.0, 0.0]]]])
+    # soft Dice: 2 * 2 / (3 + 2) -> loss 1 - 0.8
+    assert mj.max_frame_dice_loss(logits, mask).item() == pytest.approx(0.2, abs=1e-4)
+
+
+def test_predict_peaks():
+    e = np.array([0.0, 0.5, 0.1, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.2, 0.9])
+    assert mj.predict_peaks(e, height=0.3, distance=3).tolist() == [1, 10]
+
+
+# ------------------------------------------------------------------ the models
+
+def test_lstm_segmentation_gets_no_gradient_from_frames_after_k():
+    torch.manual_seed(0)
+    module = mj.MRJetModule(backbone="small", lstm_hidden=8, recog_hidden=8).eval()
+    video = torch.randn(1, 6, 3, 32, 32, requires_grad=True)
+    k = 3
+    pyramid = module.net.encode(video)
+    logits = module.net.segment(pyramid, torch.tensor([0]), torch.tensor([k]), video.shape[-2:])
+    mj.max_frame_dice_loss(logits, (torch.rand(1, 1, 32, 32) > 0.5).float()).backward()
+    per_frame = video.grad.abs().sum(dim=(0, 2, 3, 4))
+    assert (per_frame[: k + 1] > 0).all()
+    assert (per_frame[k + 1:] == 0).all()
+
+
+def test_mrjet_module_step_and_shapes():
+    torch.manual_seed(0)
+    module = mj.MRJetModule(backbone="small", lstm_hidden=8, recog_hidden=8)
+    e = torch.zeros(2, 5)
+    e[0, 2] = 1
+    batch = {"video": torch.randn(2, 5, 3, 32, 32), "e": e, "valid": torch.ones(2, 5, dtype=torch.bool),
+             "jet": (torch.rand(2, 5, 1, 32, 32) > 0.8).float()}
+    out = module.losses(batch)
+    assert out["e_pred"].shape == (2, 5)
+    out["loss"].backward()
+    assert module.net.decoder.out.weight.grad is not None
+
+
+def test_jigsaw_module_losses_and_pool_buffer(tmp_path, monkeypatch):
+    monkeypatch.setenv("ECHOSSL_CACHE", str(tmp_path))
+    module = mj.JigsawModule(backbone="small", n_permutations=10)
+    assert module.permutations.shape == (10, 9)
+    out = module.losses(torch.randn(3, 2, 9, 3, 20, 20))
+    assert set(out) >= {"sr", "c", "loss", "acc"}
+    assert out["loss"].item() == pytest.approx(out["sr"].item() + out["c"].item(), rel=1e-5)
+    plain = mj.JigsawModule(backbone="small", n_permutations=10, color=False)
+    assert "c" not in plain.losses(torch.randn(3, 2, 9, 3, 20, 20))
+
+
+# ------------------------------------------------------------- end to end (CLI)
+
+@pytest.fixture(scope="module")
+def mrjet_data(tmp_path_factory):
+    from echossl.simulate.mrjet import simulate_mrjet
+
+    root = tmp_path_factory.mktemp("mrjet")
+    simulate_mrjet(root, 10, seed=2, size=64, progress=False)
+    return root
+
+
+def test_cli_pretrain_then_train_then_evaluate(mrjet_data, tmp_path):
+    import yaml
+
+    from echossl.cli import main
+
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump({"mrjet": {
+        "jigsaw": {"n_permutations": 10, "crop_size": 48, "frames_per_video": 2, "batch_size": 8},
+        "train": {"size": 32, "length": 8, "batch_size": 2, "samples_per_epoch": 2, "lstm_hidden": 8,
+                  "recog_hidden": 8}}}))
+    common = ["--data", str(mrjet_data), "--config", str(cfg), "--max-epochs", "1"]
+    main(["pretrain", "jigsaw", *common, "--out", str(tmp_path / "pre")])  # returns on success
+    for name in ("config.yaml", "metrics.json", "checkpoints/last.ckpt"):
+        assert (tmp_path / "pre" / name).exists()
+    main(["train", "mrjet", *common, "--labeled-fraction", "1.0", "--init", str(tmp_path / "pre"),
+          "--out", str(tmp_path / "run")])
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["task"] == "mrjet" and metrics["split"] == "TEST"
+    for key in ("hit_rate_exact", "hit_rate_within2", "dice", "ratio_mae", "accuracy"):
+        assert key in metrics
+    from echossl.evaluation.evaluate import evaluate
+    from echossl.config import load_config
+
+    again = evaluate(tmp_path / "run", mrjet_data, "VAL", tmp_path / "val.json", cfg=load_config("cpu"))
+    assert again["task"] == "mrjet" and again["split"] == "VAL"
