@@ -44,8 +44,8 @@ def check(
             table.add_row(f"videos {key}" if key in ("total", "usable") else f"split {key}",
                           str(counts[key]))
     for key, label in (("ef", "EF %"), ("frames", "frames"), ("fps", "fps")):
-        s = rep[key]
-        if s["mean"] is not None:
+        s = rep.get(key) or {}  # formats without EF or video statistics leave these out
+        if s.get("mean") is not None:
             table.add_row(label, f"{s['mean']:.1f} ± {s['sd']:.1f} [{s['min']:g}, {s['max']:g}]")
     table.add_row("errors", str(rep["errors"]))
     table.add_row("warnings", str(rep["warnings"]))

@@ -7,7 +7,7 @@ network here exposes ``encode`` and ``decode``:
 - ``deeplabv3_resnet50``: torchvision's DeepLabV3 (ResNet-50 encoder, ASPP
   decoder), the paper's model; random init unless the user gives weights.
 - ``small_deeplab``: a narrow ResNet encoder (torchvision ``BasicBlock``) with
-  torchvision's ``DeepLabHead`` (ASPP), for the ``cpu`` preset.
+  torchvision's ASPP in a narrow DeepLabV3 head, for the ``cpu`` preset.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.resnet import BasicBlock
 from torchvision.models.segmentation import deeplabv3_resnet50
-from torchvision.models.segmentation.deeplabv3 import DeepLabHead
+from torchvision.models.segmentation.deeplabv3 import ASPP
 
 
 class Segmenter(nn.Module):
@@ -69,12 +69,29 @@ class SmallResNetEncoder(nn.Module):
         return self.layers(self.stem(x))
 
 
+def narrow_deeplab_head(in_channels: int, channels: int = 64) -> nn.Sequential:
+    """torchvision's DeepLabV3 head (ASPP, 3x3 conv, classifier) with ``channels`` instead of 256.
+
+    At 256 channels the head costs ~10x the small encoder; 64 keeps inference over
+    every frame of every video cheap on a CPU.
+    """
+    return nn.Sequential(
+        ASPP(in_channels, [12, 24, 36], out_channels=channels),
+        nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+        nn.BatchNorm2d(channels),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(channels, 1, 1),
+    )
+
+
 def build_segmenter(name: str, **kwargs) -> Segmenter:
     """Build a 1-class (LV) segmentation network by name."""
     if name == "deeplabv3_resnet50":
         net = deeplabv3_resnet50(weights=None, weights_backbone=None, num_classes=1, aux_loss=False)
         return Segmenter(net.backbone, net.classifier, feature_dim=2048)
     if name == "small_deeplab":
+        head_channels = kwargs.pop("head_channels", 64)
         encoder = SmallResNetEncoder(**kwargs)
-        return Segmenter(encoder, DeepLabHead(encoder.out_channels, 1), feature_dim=encoder.out_channels)
+        return Segmenter(encoder, narrow_deeplab_head(encoder.out_channels, head_channels),
+                         feature_dim=encoder.out_channels)
     raise ValueError(f"unknown segmentation model {name!r}; choose deeplabv3_resnet50 or small_deeplab")

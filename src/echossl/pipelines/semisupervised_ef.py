@@ -97,14 +97,19 @@ def _loader(dataset, batch_size: int, cfg: dict, shuffle: bool, drop_last: bool 
                       num_workers=workers, persistent_workers=workers > 0, drop_last=drop_last)
 
 
-def _clips(split: EchoNetSplit, split_name: str, names, *, length, period, clips=1, pad=None, masks_dir=None):
-    n = split.norm
+def _norm(split: EchoNetSplit, section: dict) -> dict:
+    """The split's normalisation with the frame size a model section asks for (``size``)."""
+    return {**split.norm, "size": section.get("size", split.norm["size"])}
+
+
+def _clips(split: EchoNetSplit, split_name: str, names, *, norm, length, period, clips=1, pad=None, masks_dir=None):
+    n = norm
     return EchoNetDynamic(split.root, split_name, filenames=names, length=length, period=period, clips=clips,
                           pad=pad, mean=n["mean"], std=n["std"], size=n["size"], masks_dir=masks_dir)
 
 
-def _frames(split: EchoNetSplit, split_name: str, names, pad=None):
-    n = split.norm
+def _frames(split: EchoNetSplit, split_name: str, names, *, norm, pad=None):
+    n = norm
     return EchoNetFrames(split.root, split_name, filenames=names, mean=n["mean"], std=n["std"],
                          size=n["size"], pad=pad)
 
@@ -121,21 +126,23 @@ def train_seg(root, out, cfg: dict, opts: TrainerOptions, *, css: bool, init: st
     seg = cfg["seg"]
     module = SegmentationModule(model=seg["model"], optimizer=seg["optimizer"], lr=seg["lr"],
                                 momentum=seg["momentum"], weight_decay=seg["weight_decay"],
-                                css=dict(seg["css"]) if css else None, norm=split.norm)
+                                css=dict(seg["css"]) if css else None, norm=_norm(split, seg))
     if init:
         from echossl.checkpoints import load_module_weights
 
         load_module_weights(module.net, init, prefix="net.")
     # "we sample 20 sequences from the labeled dataset and use only their ED and ES frames"
-    frames = _loader(_frames(split, "TRAIN", split.labeled, pad=seg.get("pad")), 2 * seg["batch_size"], cfg, True)
+    norm = module.hparams.norm
+    frames = _loader(_frames(split, "TRAIN", split.labeled, norm=norm, pad=seg.get("pad")), 2 * seg["batch_size"],
+                     cfg, True)
     train = {"frames": frames}
     if css:
         c = seg["css"]
-        clip_ds = _clips(split, "TRAIN", split.train, length=c["length"], period=c["period"])
+        clip_ds = _clips(split, "TRAIN", split.train, norm=norm, length=c["length"], period=c["period"])
         train["clip"] = _loader(clip_ds, c.get("clips_per_step", 1), cfg, True)
     # an epoch = every labeled video used once for supervised segmentation (Sec. IV-A)
     loaders = CombinedLoader(train, mode="min_size")
-    val = _loader(_frames(split, "VAL", split.val), 2 * seg["batch_size"], cfg, False)
+    val = _loader(_frames(split, "VAL", split.val, norm=norm), 2 * seg["batch_size"], cfg, False)
     if not fit(module, loaders, val, run, opts, monitor="val_dice", mode="max").is_global_zero:
         return run  # other DDP ranks: inference and evaluation happen once, on rank 0
     infer_masks(best_checkpoint(run), split.root, split.train + split.val + split.test, run / "masks",
@@ -245,15 +252,16 @@ def train_ef(root, out, cfg: dict, opts: TrainerOptions, *, masks_run=None, init
     module = EFRegression(model=ef["model"], in_channels=4 if masks_dir else 3,
                           mean_target=float(np.mean(labeled_ef)), optimizer=ef["optimizer"], lr=ef["lr"],
                           momentum=ef["momentum"], weight_decay=ef["weight_decay"], step_size=ef["step_size"],
-                          norm=split.norm, masks_dir=masks_dir)
+                          norm=_norm(split, ef), masks_dir=masks_dir)
     if init:
         from echossl.checkpoints import load_module_weights
 
         load_module_weights(module.net, init, prefix="net.")
-    train = _clips(split, "TRAIN", split.labeled, length=ef["length"], period=ef["period"], pad=ef.get("pad"),
-                   masks_dir=masks_dir)
-    val = _clips(split, "VAL", split.val, length=ef["length"], period=ef["period"], clips=ef["val_clips"],
-                 masks_dir=masks_dir)
+    norm = module.hparams.norm
+    train = _clips(split, "TRAIN", split.labeled, norm=norm, length=ef["length"], period=ef["period"],
+                   pad=ef.get("pad"), masks_dir=masks_dir)
+    val = _clips(split, "VAL", split.val, norm=norm, length=ef["length"], period=ef["period"],
+                 clips=ef["val_clips"], masks_dir=masks_dir)
     trainer = fit(module, _loader(train, ef["batch_size"], cfg, True, drop_last=len(train) > ef["batch_size"]),
                   _loader(val, ef["batch_size"], cfg, False), run, opts, monitor="val_mae", mode="min")
     if not trainer.is_global_zero:
@@ -283,16 +291,17 @@ def train_distill(root, out, cfg: dict, opts: TrainerOptions, *, teacher_run, sp
                             student_first_conv=dst["student_first_conv"], mean_target=thp["mean_target"],
                             masks_dir=thp["masks_dir"])
     masks_dir = thp["masks_dir"]
-    lb = _clips(split, "TRAIN", split.labeled, length=ef["length"], period=ef["period"], pad=ef.get("pad"),
-                masks_dir=masks_dir)
+    norm = thp["norm"]  # the student sees frames exactly as its teacher did
+    lb = _clips(split, "TRAIN", split.labeled, norm=norm, length=ef["length"], period=ef["period"],
+                pad=ef.get("pad"), masks_dir=masks_dir)
     ulb_names = split.unlabeled or split.labeled
-    ulb = _clips(split, "TRAIN", ulb_names, length=ef["length"], period=ef["period"], pad=ef.get("pad"),
-                 masks_dir=masks_dir)
+    ulb = _clips(split, "TRAIN", ulb_names, norm=norm, length=ef["length"], period=ef["period"],
+                 pad=ef.get("pad"), masks_dir=masks_dir)
     # each step draws labeled and unlabeled clips in the ratio 20:10 (Sec. IV-A)
     loaders = CombinedLoader({"labeled": _loader(lb, dst["labeled_batch"], cfg, True),
                               "unlabeled": _loader(ulb, dst["unlabeled_batch"], cfg, True)},
-                             mode=dst.get("epoch_mode", "max_size_cycle"))
-    val = _clips(split, "VAL", split.val, length=ef["length"], period=ef["period"], clips=ef["val_clips"])
+                             mode=dst.get("epoch_mode", "min_size"))
+    val = _clips(split, "VAL", split.val, norm=norm, length=ef["length"], period=ef["period"], clips=ef["val_clips"])
     if opts.max_epochs is None:
         opts.max_epochs = dst["max_epochs"]
     trainer = fit(module, loaders, _loader(val, ef["batch_size"], cfg, False), run, opts, monitor="val_mae", mode="min")
