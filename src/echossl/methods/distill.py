@@ -50,11 +50,12 @@ class TeacherStudent(L.LightningModule):
                  w_ulb: float = 5.0, optimizer: str = "adam", lr: float = 1e-3, momentum: float = 0.9,
                  weight_decay: float = 1e-4, step_size: int | None = 15, norm: dict | None = None,
                  student_first_conv: str = "rgb_slice", mean_target: float = 55.0, masks_dir: str | None = None,
-                 in_channels: int = 3, task: str = "distill"):
+                 in_channels: int = 3, model_kwargs: dict | None = None, task: str = "distill"):
         super().__init__()
         self.save_hyperparameters()
-        self.net = build_video_regressor(model, 3, mean_target)  # the student f_e
-        self.teacher = build_video_regressor(model, 4, mean_target)
+        kwargs = model_kwargs or {}
+        self.net = build_video_regressor(model, 3, mean_target, **kwargs)  # the student f_e
+        self.teacher = build_video_regressor(model, 4, mean_target, **kwargs)
         if teacher_checkpoint is not None:
             from echossl.checkpoints import load_checkpoint
 

@@ -35,10 +35,10 @@ class EFRegression(L.LightningModule):
     def __init__(self, model: str = "small_r2plus1d", in_channels: int = 3, mean_target: float = 55.0,
                  optimizer: str = "adam", lr: float = 1e-3, momentum: float = 0.9, weight_decay: float = 1e-4,
                  step_size: int | None = 15, norm: dict | None = None, masks_dir: str | None = None,
-                 task: str = "ef"):
+                 model_kwargs: dict | None = None, task: str = "ef"):
         super().__init__()
         self.save_hyperparameters()
-        self.net = build_video_regressor(model, in_channels, mean_target)
+        self.net = build_video_regressor(model, in_channels, mean_target, **(model_kwargs or {}))
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         """``(B, C, T, H, W) -> (B,)`` EF in %; ``(B, K, C, T, H, W)`` averages over K clips."""

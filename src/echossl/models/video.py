@@ -98,10 +98,12 @@ def build_video_regressor(name: str, in_channels: int = 3, mean_target: float = 
             in the EchoNet-Dynamic reference.
     """
     if name == "r2plus1d_18":
+        if kwargs:
+            raise ValueError(f"r2plus1d_18 takes no model options, got {sorted(kwargs)}")
         model = r2plus1d_18(weights=None)
         model.fc = nn.Linear(model.fc.in_features, 1)
     elif name == "small_r2plus1d":
-        model = SmallR2Plus1D(3, **kwargs)
+        model = SmallR2Plus1D(3, **{k: tuple(v) for k, v in kwargs.items()})
     else:
         raise ValueError(f"unknown video model {name!r}; choose r2plus1d_18 or small_r2plus1d")
     widen_input(model, in_channels)

@@ -61,6 +61,10 @@ def run_demo(out, data=None, preset: str = "cpu", config=None, *, accelerator: s
                "data": str(data), "n_labeled": len(split.labeled), "n_unlabeled": len(split.unlabeled),
                "n_test": len(split.test), "seconds": round(time.time() - t0, 1)}
     atomic_write_text(out / "results.json", json.dumps(results, indent=2))
+    from echossl.io import atomic_write_bytes
+
+    for k, (caption, png) in enumerate(figures):  # the report's figures also as PNG files
+        atomic_write_bytes(out / "figures" / f"{k:02d}_{_slug(caption)}.png", png)
     _print_table(rows)
     write_report(out / "report.html", "echossl demo: semi-supervised EF (Table IV at 1/8 labels)",
                  summary=(f"Preset {cfg['preset']}, {len(split.labeled)} labeled and {len(split.unlabeled)} "
@@ -166,6 +170,12 @@ def reproduce_table4(out, data=None, fractions=(3 / 32, 4 / 32, 6 / 32, 8 / 32, 
         table.add_row(name, *[f"{e['mae']:.2f} ± {e['mae_sd']:.2f}" for e in summary if e["method"] == name])
     Console().print(table)
     return result
+
+
+def _slug(text: str) -> str:
+    import re
+
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60]
 
 
 def _flat(row: dict) -> dict:

@@ -105,13 +105,14 @@ def _norm(split: EchoNetSplit, section: dict) -> dict:
 def _clips(split: EchoNetSplit, split_name: str, names, *, norm, length, period, clips=1, pad=None, masks_dir=None):
     n = norm
     return EchoNetDynamic(split.root, split_name, filenames=names, length=length, period=period, clips=clips,
-                          pad=pad, mean=n["mean"], std=n["std"], size=n["size"], masks_dir=masks_dir)
+                          pad=pad, mean=n["mean"], std=n["std"], size=n["size"], masks_dir=masks_dir,
+                          warn=False)  # split_data already warned once about skipped videos
 
 
 def _frames(split: EchoNetSplit, split_name: str, names, *, norm, pad=None):
     n = norm
     return EchoNetFrames(split.root, split_name, filenames=names, mean=n["mean"], std=n["std"],
-                         size=n["size"], pad=pad)
+                         size=n["size"], pad=pad, warn=False)
 
 
 # --------------------------------------------------------------------------- #
@@ -252,7 +253,7 @@ def train_ef(root, out, cfg: dict, opts: TrainerOptions, *, masks_run=None, init
     module = EFRegression(model=ef["model"], in_channels=4 if masks_dir else 3,
                           mean_target=float(np.mean(labeled_ef)), optimizer=ef["optimizer"], lr=ef["lr"],
                           momentum=ef["momentum"], weight_decay=ef["weight_decay"], step_size=ef["step_size"],
-                          norm=_norm(split, ef), masks_dir=masks_dir)
+                          norm=_norm(split, ef), masks_dir=masks_dir, model_kwargs=ef.get("model_kwargs"))
     if init:
         from echossl.checkpoints import load_module_weights
 
@@ -289,7 +290,7 @@ def train_distill(root, out, cfg: dict, opts: TrainerOptions, *, teacher_run, sp
                             optimizer=ef["optimizer"], lr=ef["lr"], momentum=ef["momentum"],
                             weight_decay=ef["weight_decay"], step_size=ef["step_size"], norm=thp["norm"],
                             student_first_conv=dst["student_first_conv"], mean_target=thp["mean_target"],
-                            masks_dir=thp["masks_dir"])
+                            masks_dir=thp["masks_dir"], model_kwargs=thp.get("model_kwargs"))
     masks_dir = thp["masks_dir"]
     norm = thp["norm"]  # the student sees frames exactly as its teacher did
     lb = _clips(split, "TRAIN", split.labeled, norm=norm, length=ef["length"], period=ef["period"],
