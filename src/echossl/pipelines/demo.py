@@ -192,7 +192,8 @@ def _flat(row: dict) -> dict:
 
 def _print_table(rows: list[dict]) -> None:
     table = Table(title="Table IV on the simulator (TEST split)")
-    for col in ("method", "MAE", "RMSE", "R² [95% CI]", "Dice ED", "Dice ES", "Dice unlab.", "attn Dice"):
+    table.add_column("method", no_wrap=True)
+    for col in ("MAE", "RMSE", "R² [95% CI]", "Dice ED", "Dice ES", "Dice unlab.", "attn Dice"):
         table.add_column(col)
 
     def f(v, pct=False):
@@ -203,7 +204,9 @@ def _print_table(rows: list[dict]) -> None:
         table.add_row(r["method"], f(r["mae"]), f(r["rmse"]), f"{f(r['r2'])} [{ci[0]:.2f}, {ci[1]:.2f}]",
                       f(r.get("dice_ed"), True), f(r.get("dice_es"), True), f(r.get("dice_unlabeled"), True),
                       f(r.get("attention_dice"), True))
-    Console().print(table)
+    import sys
+
+    Console(width=None if sys.stdout.isatty() else 140).print(table)  # logs get the whole table
 
 
 def _figures(data: Path, split, cfg: dict, ef_runs: dict, seg_run: Path):
