@@ -627,7 +627,11 @@ def _baseline_metrics(run: Path, root, names, cfg: dict) -> dict:
     from echossl.pipelines.semisupervised_ef import load_segmenter
 
     metrics, rows = score_masks(run / "masks", root, names, cutoff=settings(cfg).get("hf_cutoff", 0.5))
-    module, hp = load_segmenter(best_checkpoint(run))
+    try:
+        module, hp = load_segmenter(best_checkpoint(run))
+    except RuntimeError:  # a state dict of another version of the 2D segmenter
+        raise EchosslError(f"{run} was trained with another version of the 2D segmenter; "
+                           "delete that folder so that `reproduce unilvseg` trains it again") from None
     size = hp["norm"].get("size") or 112
     metrics.update(params_m=count_parameters(module.net) / 1e6,
                    gflops_per_frame=flops_per_frame(module.net, torch.zeros(1, 3, size, size)) / 1e9,
