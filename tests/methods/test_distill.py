@@ -53,3 +53,19 @@ def test_student_starts_from_teacher_and_teacher_stays_frozen(tmp_path):
     for k, v in module.teacher.state_dict().items():
         assert torch.equal(v, before[k]), f"teacher tensor {k} changed"
     assert not torch.equal(module.net.stem[0].weight, t_state["stem.0.weight"][:, :3])  # the student learnt
+
+
+def test_mismatched_segmentation_checkpoint_is_one_sentence(tmp_path):
+    from echossl.errors import CheckpointError
+    from echossl.methods.css import SegmentationModule
+    from echossl.pipelines.semisupervised_ef import load_segmenter
+
+    module = SegmentationModule(model="small_deeplab", norm={"mean": [0, 0, 0], "std": [1, 1, 1], "size": 32})
+    state = dict(module.state_dict())
+    state["net.decoder.0.convs.0.0.weight"] = torch.zeros(3, 3, 1, 1)  # a head of another shape
+    path = tmp_path / "old.ckpt"
+    torch.save({"state_dict": state, "hyper_parameters": dict(module.hparams)}, path)
+    import pytest
+
+    with pytest.raises(CheckpointError, match="does not fit"):
+        load_segmenter(path)

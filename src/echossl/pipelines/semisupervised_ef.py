@@ -162,7 +162,13 @@ def load_segmenter(checkpoint) -> tuple[SegmentationModule, dict]:
     ckpt = load_checkpoint(checkpoint, expect_task="seg")
     hp = dict(ckpt["hyper_parameters"])
     module = SegmentationModule(**hp)
-    module.load_state_dict(ckpt["state_dict"])
+    try:
+        module.load_state_dict(ckpt["state_dict"])
+    except RuntimeError:
+        from echossl.errors import CheckpointError
+
+        raise CheckpointError(f"checkpoint {ckpt['path']} does not fit the current {hp.get('model')} network "
+                              "(it was made by another version of echossl)") from None
     return module.eval(), hp
 
 
