@@ -16,23 +16,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
+from torchvision.models.resnet import BasicBlock
 
 
-class _Block(nn.Module):
-    """Basic residual block (two 3x3 convs), optionally strided."""
-
-    def __init__(self, cin: int, cout: int, stride: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.skip = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-                     if stride != 1 or cin != cout else nn.Identity())
-
-    def forward(self, x):
-        y = F.relu(self.bn1(self.conv1(x)))
-        return F.relu(self.bn2(self.conv2(y)) + self.skip(x))
+def _strided_block(cin: int, cout: int) -> BasicBlock:
+    """torchvision's residual ``BasicBlock`` at stride 2, with its 1x1 projection shortcut."""
+    downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, 2, bias=False), nn.BatchNorm2d(cout))
+    return BasicBlock(cin, cout, stride=2, downsample=downsample)
 
 
 class SmallBackbone(nn.Module):
@@ -41,7 +31,7 @@ class SmallBackbone(nn.Module):
     def __init__(self, widths=(16, 24, 48, 96)):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, 2, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU())
-        self.stages = nn.ModuleList(_Block(a, b, 2) for a, b in zip(widths[:-1], widths[1:]))
+        self.stages = nn.ModuleList(_strided_block(a, b) for a, b in zip(widths[:-1], widths[1:]))
         self.channels = list(widths)
 
     def pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
