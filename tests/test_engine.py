@@ -40,6 +40,10 @@ def test_nan_loss_stops_with_a_clear_error():
     with pytest.raises(NonFiniteLossError, match="last good checkpoint"):
         guard.on_train_batch_end(T(), None, torch.tensor(float("nan")), None, 0)
     guard.on_train_batch_end(T(), None, torch.tensor(1.0), None, 0)  # finite: no error
+    # a finite loss with weights already gone to inf (an inf gradient): the checkpoint is refused
+    with pytest.raises(NonFiniteLossError, match="weight net.w became NaN or infinite"):
+        guard.on_save_checkpoint(T(), None, {"state_dict": {"net.w": torch.tensor([1.0, float("inf")])}})
+    guard.on_save_checkpoint(T(), None, {"state_dict": {"net.w": torch.ones(2), "n": torch.tensor(3)}})
 
 
 def test_two_process_ddp_fit_on_cpu(sim_echonet, tiny_config, tmp_path):

@@ -1,11 +1,15 @@
-"""Loading checkpoints safely, and telling the user which task a checkpoint is for.
+"""Loading checkpoints safely, exporting them for sharing, and telling which task a checkpoint is for.
 
 Checkpoints are loaded with ``torch.load(weights_only=True)``: a checkpoint that
 would need to unpickle arbitrary objects (and so could run code) is refused.
+An export folder (:func:`export_checkpoint`: ``model.safetensors`` plus
+``config.json``) holds no pickle at all and loads wherever a checkpoint does.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import pickle
 from pathlib import Path
 
@@ -13,9 +17,15 @@ import torch
 
 from echossl.errors import CheckpointError
 
+EXPORT_WEIGHTS = "model.safetensors"
+EXPORT_CONFIG = "config.json"
+
 
 def load_checkpoint(path: str | Path, expect_task: str | tuple[str, ...] | None = None) -> dict:
-    """Load a Lightning checkpoint written by echossl.
+    """Load a Lightning checkpoint written by echossl, a run folder's best one, or an export.
+
+    ``path`` may be a ``.ckpt`` file, a run folder (its ``best.ckpt``, else
+    ``last.ckpt``), an export folder or its ``model.safetensors``.
 
     Returns:
         The checkpoint dict with ``state_dict`` and ``hyper_parameters``; the
@@ -26,6 +36,10 @@ def load_checkpoint(path: str | Path, expect_task: str | tuple[str, ...] | None 
             or made for another task.
     """
     path = Path(path)
+    if path.is_dir() and (path / EXPORT_WEIGHTS).is_file():
+        return _check_task(load_export(path / EXPORT_WEIGHTS), path, expect_task)
+    if path.suffix == ".safetensors":
+        return _check_task(load_export(path), path, expect_task)
     if path.is_dir():
         from echossl.engine import best_checkpoint
 
@@ -42,6 +56,11 @@ def load_checkpoint(path: str | Path, expect_task: str | tuple[str, ...] | None 
         raise CheckpointError(f"checkpoint {path} cannot be read ({err.__class__.__name__})") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise CheckpointError(f"{path} is not an echossl checkpoint (it has no state_dict)")
+    ckpt["path"] = str(path)
+    return _check_task(ckpt, path, expect_task)
+
+
+def _check_task(ckpt: dict, path: Path, expect_task) -> dict:
     task = (ckpt.get("hyper_parameters") or {}).get("task")
     if task is None:
         raise CheckpointError(f"{path} is not an echossl checkpoint (its hyper-parameters name no task)")
@@ -49,8 +68,100 @@ def load_checkpoint(path: str | Path, expect_task: str | tuple[str, ...] | None 
         expected = (expect_task,) if isinstance(expect_task, str) else tuple(expect_task)
         if task not in expected:
             raise CheckpointError(f"checkpoint {path} is for task {task!r}, not {' or '.join(expected)}")
-    ckpt["path"] = str(path)
     return ckpt
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except Exception as err:  # SafetensorError (bad header, truncated), OSError
+        detail = (str(err).splitlines() or [type(err).__name__])[0][:120]
+        raise CheckpointError(f"{path} is not a readable safetensors file ({detail})") from None
+
+
+def load_export(weights: str | Path) -> dict:
+    """Load an export (``model.safetensors`` and the ``config.json`` beside it) as a checkpoint dict.
+
+    Returns:
+        ``{"state_dict", "hyper_parameters", "path"}`` like :func:`load_checkpoint`,
+        ``path`` being the export folder.
+
+    Raises:
+        CheckpointError: a missing or malformed ``config.json``, or weights whose
+            sha256 differs from the one recorded there (a damaged or altered file).
+    """
+    weights = Path(weights)
+    config_path = weights.with_name(EXPORT_CONFIG)
+    if not weights.is_file():
+        raise CheckpointError(f"checkpoint {weights} does not exist")
+    try:
+        config = json.loads(config_path.read_text())
+        hp, sha = dict(config["hyper_parameters"]), str(config["sha256"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise CheckpointError(f"{config_path} is missing or is not an echossl export config "
+                              "(it needs hyper_parameters and sha256)") from None
+    if _sha256(weights) != sha:
+        raise CheckpointError(f"{weights} does not match the sha256 in {config_path} (a damaged or altered file)")
+    return {"state_dict": _read_safetensors(weights), "hyper_parameters": hp, "path": str(weights.parent)}
+
+
+def export_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> dict:
+    """Write ``out_dir/model.safetensors`` and ``out_dir/config.json`` for sharing.
+
+    The state dict's tensors are saved contiguous and cloned (safetensors refuses
+    tensors that share storage); ``config.json`` holds the task, the
+    JSON-serialisable hyper-parameters (the others are named under
+    ``dropped_hyper_parameters``), the echossl version, the tensor count and the
+    sha256 of the weights file. Neither file can run code when loaded.
+
+    Returns:
+        The config written.
+    """
+    from safetensors.torch import save
+
+    from echossl import __version__
+    from echossl.io import atomic_write_bytes, atomic_write_text
+
+    ckpt = load_checkpoint(checkpoint)
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in ckpt["state_dict"].items()
+               if isinstance(v, torch.Tensor)}
+    hp = ckpt["hyper_parameters"]
+    kept, dropped = {}, []
+    for key, value in hp.items():
+        try:
+            json.dumps(value, allow_nan=False)
+            kept[key] = value
+        except (TypeError, ValueError):
+            dropped.append(key)
+    out_dir = Path(out_dir)
+    weights = out_dir / EXPORT_WEIGHTS
+    data = save(tensors, metadata={"task": str(hp["task"]), "format": "pt"})
+    atomic_write_bytes(weights, data)
+    config = {
+        "format": "echossl-export",
+        "task": hp["task"],
+        "echossl_version": __version__,
+        "tensors": len(tensors),
+        "parameters": int(sum(t.numel() for t in tensors.values())),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "epoch": ckpt.get("epoch"),
+        "global_step": ckpt.get("global_step"),
+        "hyper_parameters": kept,
+        "dropped_hyper_parameters": dropped,
+    }
+    # written last: a folder with a config.json is a complete export
+    atomic_write_text(out_dir / EXPORT_CONFIG, json.dumps(config, indent=2) + "\n")
+    return config
 
 
 def load_module_weights(module: torch.nn.Module, path: str | Path, prefix: str = "") -> None:
@@ -60,18 +171,24 @@ def load_module_weights(module: torch.nn.Module, path: str | Path, prefix: str =
     initialisation. ``prefix`` selects a sub-module in a Lightning state dict.
     """
     path = Path(path)
+    if path.is_dir() and (path / EXPORT_WEIGHTS).is_file():  # an export folder
+        path = path / EXPORT_WEIGHTS
     if not path.is_file():
         raise CheckpointError(f"initial weights {path} do not exist")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
+        state = _read_safetensors(path)
     else:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError:
-            raise CheckpointError(f"initial weights {path} hold pickled objects that could run code") from None
+            raise CheckpointError(f"initial weights {path} hold pickled objects that could run code, "
+                                  "so they were not loaded") from None
+        except Exception as err:  # truncated zip, random bytes, ...
+            raise CheckpointError(f"initial weights {path} cannot be read ({err.__class__.__name__})") from None
         state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict):
+        raise CheckpointError(f"initial weights {path} hold no state dict of named tensors")
+    state = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
     if prefix:
         state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     own = module.state_dict()

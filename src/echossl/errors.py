@@ -25,9 +25,17 @@ class DataError(EchosslError):
     def __init__(self, path: str | Path, message: str, row: int | None = None):
         self.path = Path(path)
         self.row = row
-        self.message = message.rstrip(".")
-        where = f"{self.path}" + (f", row {row}" if row is not None else "")
+        self.message = _one_line(message).rstrip(".")
+        where = _one_line(str(self.path)) + (f", row {row}" if row is not None else "")
         super().__init__(f"{where}: {self.message}.")
+
+
+def _one_line(text: str) -> str:
+    """``text`` with control characters escaped (newline as ``\\n``): a hostile file name or
+    cell can neither split the one-line error nor send terminal escape codes."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
 class CheckpointError(EchosslError):
@@ -36,3 +44,7 @@ class CheckpointError(EchosslError):
 
 class ConfigError(EchosslError):
     """An unknown preset, a malformed config file, or an invalid option value."""
+
+
+class OutputError(EchosslError):
+    """An output file or folder cannot be written: a full disk, no permission, a read-only file system."""

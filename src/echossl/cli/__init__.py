@@ -26,11 +26,12 @@ app = typer.Typer(
 def _register() -> None:
     # Imported here so `echossl --help` stays fast and a broken optional group
     # cannot take the whole CLI down at import time.
-    from echossl.cli import data, simulate, train
+    from echossl.cli import data, export, simulate, train
 
     app.add_typer(simulate.app, name="simulate", help="Write synthetic data in real formats.")
     app.add_typer(data.app, name="data", help="Check a data folder.")
     train.register(app)
+    export.register(app)
     pretrain_app = typer.Typer(no_args_is_help=True, help="Self-supervised pre-training (jigsaw, temporal-masking, discover, video-speech).")
     reproduce_app = typer.Typer(no_args_is_help=True, help="Re-run a paper's comparison table on the same data.")
     app.add_typer(pretrain_app, name="pretrain")
@@ -73,6 +74,14 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             raise
         print(f"error: {err.strerror or err}: {err.filename}.", file=sys.stderr)
+        sys.exit(1)
+    except OSError as err:
+        # a full disk or a read-only folder met by a writer that does not go through echossl.io
+        from echossl.io import WRITE_REASONS, output_error
+
+        if debug or err.errno not in WRITE_REASONS:
+            raise
+        print(f"error: {output_error(err, err.filename or 'an output file', intact=False)}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         print("interrupted.", file=sys.stderr)

@@ -26,6 +26,8 @@ Accelerator = Annotated[str, typer.Option("--accelerator", help="cpu, gpu or aut
 NumNodes = Annotated[int, typer.Option("--num-nodes", help="Passed to Lightning.")]
 Strategy = Annotated[str, typer.Option("--strategy", help="Passed to Lightning (auto, ddp, ddp_spawn, ...).")]
 Precision = Annotated[str, typer.Option("--precision", help="32-true, bf16-mixed or 16-mixed.")]
+Compile = Annotated[bool, typer.Option("--compile", help="Wrap the model in torch.compile (faster steps after a slow first one).")]
+Threads = Annotated[Optional[int], typer.Option("--threads", help="CPU threads for torch (default: torch's choice).")]
 Strict = Annotated[bool, typer.Option("--strict", help="Stop at the first bad video instead of skipping it.")]
 
 
@@ -38,7 +40,7 @@ def resolve(preset: str, config: Path | None, *, seed=None, labeled_fraction=Non
 
 
 def trainer_options(cfg: dict, section: str, *, max_epochs, max_steps, resume, devices, accelerator, num_nodes,
-                    strategy, precision) -> TrainerOptions:
+                    strategy, precision, compile_=False, threads=None) -> TrainerOptions:
     try:
         devices_value: str | int = int(devices)
     except ValueError:
@@ -47,6 +49,7 @@ def trainer_options(cfg: dict, section: str, *, max_epochs, max_steps, resume, d
         max_epochs=max_epochs if max_epochs is not None else (None if max_steps else cfg[section]["max_epochs"]),
         max_steps=max_steps, devices=devices_value, accelerator=accelerator, num_nodes=num_nodes,
         strategy=strategy, precision=precision, resume=resume, seed=cfg["seed"],
+        compile=compile_, threads=threads,
     )
 
 

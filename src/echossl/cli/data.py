@@ -54,8 +54,9 @@ def check(
         # one line per problem (soft_wrap), so the output greps well
         out.print(f"{p['severity']}: {p['text']}", markup=False, soft_wrap=True)
     if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(rep, indent=2))
+        from echossl.io import atomic_write_text
+
+        atomic_write_text(json_out, json.dumps(rep, indent=2))
     if rep["usable"]:
         out.print("usable: yes")
     else:

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from echossl.cli.common import (
-    Accelerator, ConfigFile, Data, Devices, Init, LabeledFraction, MaxEpochs, MaxSteps, NumNodes, Out,
+    Compile, Threads, Accelerator, ConfigFile, Data, Devices, Init, LabeledFraction, MaxEpochs, MaxSteps, NumNodes, Out,
     Precision, Preset, Resume, Seed, Strategy, Strict, require_dir, resolve, trainer_options,
 )
 
@@ -22,7 +22,7 @@ def pretrain_cmd(data: Data, out: Out, variant: Variant = "discover", camus: Cam
                  preset: Preset = "cpu", config: ConfigFile = None, max_epochs: MaxEpochs = None,
                  max_steps: MaxSteps = None, seed: Seed = None, labeled_fraction: LabeledFraction = None,
                  init: Init = None, resume: Resume = False, devices: Devices = "1", accelerator: Accelerator = "cpu",
-                 num_nodes: NumNodes = 1, strategy: Strategy = "auto", precision: Precision = "32-true",
+                 num_nodes: NumNodes = 1, strategy: Strategy = "auto", precision: Precision = "32-true", compile_: Compile = False, threads: Threads = None,
                  strict: Strict = False):
     """Self-supervised video pre-training (DISCOVER eqs. 1-9, or a baseline), then every protocol on TEST."""
     from echossl.pipelines.discover import pretrain
@@ -38,7 +38,7 @@ def pretrain_cmd(data: Data, out: Out, variant: Variant = "discover", camus: Cam
     cfg = resolve(preset, config, seed=seed, labeled_fraction=labeled_fraction)
     opts = trainer_options(cfg, "discover", max_epochs=max_epochs, max_steps=max_steps, resume=resume,
                            devices=devices, accelerator=accelerator, num_nodes=num_nodes, strategy=strategy,
-                           precision=precision)
+                           precision=precision, compile_=compile_, threads=threads)
     split = split_data(data, cfg, strict=strict)
     run = pretrain(data, out, cfg, opts, variant=variant, init=str(init) if init else None, split=split,
                    camus=camus)
@@ -52,7 +52,7 @@ def reproduce_cmd(out: Annotated[Path, typer.Option("--out", help="Output folder
                   max_steps: MaxSteps = None, seed: Seed = None,
                   methods: Annotated[Optional[str], typer.Option("--methods", help="Comma-separated subset of videomae,video-dino,discover.")] = None,
                   devices: Devices = "1", accelerator: Accelerator = "cpu", num_nodes: NumNodes = 1,
-                  strategy: Strategy = "auto", precision: Precision = "32-true"):
+                  strategy: Strategy = "auto", precision: Precision = "32-true", compile_: Compile = False, threads: Threads = None):
     """Random init vs VideoMAE-style vs video-DINO vs DISCOVER on the same data: kNN, probes, fine-tuning,
     segmentation, training memory and inference FLOPs; writes OUT/results.json."""
     from echossl.pipelines.discover import reproduce_discover
@@ -64,7 +64,7 @@ def reproduce_cmd(out: Annotated[Path, typer.Option("--out", help="Output folder
     cfg = resolve(preset, config, seed=seed)
     opts = trainer_options(cfg, "discover", max_epochs=max_epochs, max_steps=max_steps, resume=False,
                            devices=devices, accelerator=accelerator, num_nodes=num_nodes, strategy=strategy,
-                           precision=precision)
+                           precision=precision, compile_=compile_, threads=threads)
     reproduce_discover(out, cfg, opts, data=data, camus=camus,
                        methods=[m.strip() for m in methods.split(",") if m.strip()] if methods else None)
 

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from echossl.cli.common import (
-    Accelerator, ConfigFile, Data, Devices, Init, LabeledFraction, MaxEpochs, MaxSteps, NumNodes, Out,
+    Compile, Threads, Accelerator, ConfigFile, Data, Devices, Init, LabeledFraction, MaxEpochs, MaxSteps, NumNodes, Out,
     Precision, Preset, Resume, Seed, Strategy, Strict, require_dir, resolve, trainer_options,
 )
 
@@ -59,7 +59,7 @@ def pretrain_jigsaw_cmd(
     preset: Preset = "cpu", config: ConfigFile = None, max_epochs: MaxEpochs = None, max_steps: MaxSteps = None,
     seed: Seed = None, labeled_fraction: LabeledFraction = None, init: Init = None, resume: Resume = False,
     devices: Devices = "1", accelerator: Accelerator = "cpu", num_nodes: NumNodes = 1, strategy: Strategy = "auto",
-    precision: Precision = "32-true", strict: Strict = False,
+    precision: Precision = "32-true", compile_: Compile = False, threads: Threads = None, strict: Strict = False,
 ):
     """Jigsaw (structure recovery, eq. 4) + colour-tolerance (eq. 5) pre-training on TRAIN frames."""
     from echossl.pipelines.mrjet import pretrain_jigsaw
@@ -67,7 +67,7 @@ def pretrain_jigsaw_cmd(
     require_dir(data)
     cfg = resolve(preset, config, seed=seed, labeled_fraction=labeled_fraction)
     opts = _options(cfg, "jigsaw", max_epochs=max_epochs, max_steps=max_steps, resume=resume, devices=devices,
-                    accelerator=accelerator, num_nodes=num_nodes, strategy=strategy, precision=precision)
+                    accelerator=accelerator, num_nodes=num_nodes, strategy=strategy, precision=precision, compile_=compile_, threads=threads)
     run = pretrain_jigsaw(data, out, cfg, opts, color=color, init=init, strict=strict)
     _print_metrics(run / "metrics.json")
 
@@ -77,7 +77,7 @@ def train_mrjet_cmd(
     max_steps: MaxSteps = None, seed: Seed = None, labeled_fraction: LabeledFraction = None,
     init: Annotated[Optional[Path], typer.Option("--init", help="A jigsaw run (or checkpoint) whose backbone initialises phi.")] = None,
     resume: Resume = False, devices: Devices = "1", accelerator: Accelerator = "cpu", num_nodes: NumNodes = 1,
-    strategy: Strategy = "auto", precision: Precision = "32-true", strict: Strict = False,
+    strategy: Strategy = "auto", precision: Precision = "32-true", compile_: Compile = False, threads: Threads = None, strict: Strict = False,
 ):
     """Max-MR-frame recognition (eq. 8) + LSTM jet segmentation on max frames (eqs. 9-10)."""
     from echossl.pipelines.mrjet import train_mrjet
@@ -85,7 +85,7 @@ def train_mrjet_cmd(
     require_dir(data)
     cfg = resolve(preset, config, seed=seed, labeled_fraction=labeled_fraction)
     opts = _options(cfg, "train", max_epochs=max_epochs, max_steps=max_steps, resume=resume, devices=devices,
-                    accelerator=accelerator, num_nodes=num_nodes, strategy=strategy, precision=precision)
+                    accelerator=accelerator, num_nodes=num_nodes, strategy=strategy, precision=precision, compile_=compile_, threads=threads)
     if init is not None and not init.exists():
         from echossl.errors import EchosslError
 
@@ -100,7 +100,7 @@ def reproduce_mrjet_cmd(
     videos: Annotated[Optional[int], typer.Option("--videos", help="Videos to simulate (default: the preset's).")] = None,
     preset: Preset = "cpu", config: ConfigFile = None, max_epochs: MaxEpochs = None, seed: Seed = None,
     devices: Devices = "1", accelerator: Accelerator = "cpu", num_nodes: NumNodes = 1, strategy: Strategy = "auto",
-    precision: Precision = "32-true", strict: Strict = False,
+    precision: Precision = "32-true", compile_: Compile = False, threads: Threads = None, strict: Strict = False,
 ):
     """Random init vs jigsaw vs jigsaw+colour pre-training at 10% and 100% labels (TEST split table)."""
     from rich.console import Console
@@ -112,7 +112,7 @@ def reproduce_mrjet_cmd(
         require_dir(data)
     cfg = resolve(preset, config, seed=seed)
     opts = _options(cfg, "train", max_epochs=max_epochs, max_steps=None, resume=False, devices=devices,
-                    accelerator=accelerator, num_nodes=num_nodes, strategy=strategy, precision=precision)
+                    accelerator=accelerator, num_nodes=num_nodes, strategy=strategy, precision=precision, compile_=compile_, threads=threads)
     result = reproduce_mrjet(out, cfg, opts, data=data, videos=videos, strict=strict)
     table = Table(title=f"MR jet, TEST split ({result['data']})")
     for col in ("labels", "init", *TABLE_METRICS):

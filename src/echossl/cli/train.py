@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from echossl.cli.common import (
-    Accelerator, ConfigFile, Data, Devices, Init, LabeledFraction, MaxEpochs, MaxSteps, NumNodes, Out,
+    Compile, Threads, Accelerator, ConfigFile, Data, Devices, Init, LabeledFraction, MaxEpochs, MaxSteps, NumNodes, Out,
     Precision, Preset, Resume, Seed, Strategy, Strict, require_dir, resolve, trainer_options,
 )
 
@@ -29,14 +29,14 @@ def train_seg_cmd(data: Data, out: Out, css: Annotated[bool, typer.Option("--css
                   preset: Preset = "cpu", config: ConfigFile = None, max_epochs: MaxEpochs = None,
                   max_steps: MaxSteps = None, seed: Seed = None, labeled_fraction: LabeledFraction = None,
                   init: Init = None, resume: Resume = False, devices: Devices = "1", accelerator: Accelerator = "cpu",
-                  num_nodes: NumNodes = 1, strategy: Strategy = "auto", precision: Precision = "32-true",
+                  num_nodes: NumNodes = 1, strategy: Strategy = "auto", precision: Precision = "32-true", compile_: Compile = False, threads: Threads = None,
                   strict: Strict = False):
     """LV segmentation on labeled ED/ES frames, optionally with CSS on all training videos."""
     from echossl.pipelines.semisupervised_ef import train_seg
 
     cfg, opts, split = _setup(data, preset, config, seed, labeled_fraction, "seg", strict, max_epochs=max_epochs,
                               max_steps=max_steps, resume=resume, devices=devices, accelerator=accelerator,
-                              num_nodes=num_nodes, strategy=strategy, precision=precision)
+                              num_nodes=num_nodes, strategy=strategy, precision=precision, compile_=compile_, threads=threads)
     run = train_seg(data, out, cfg, opts, css=css, init=str(init) if init else None, split=split)
     _report(run)
 
@@ -47,14 +47,14 @@ def train_ef_cmd(data: Data, out: Out,
                  preset: Preset = "cpu", config: ConfigFile = None, max_epochs: MaxEpochs = None,
                  max_steps: MaxSteps = None, seed: Seed = None, labeled_fraction: LabeledFraction = None,
                  init: Init = None, resume: Resume = False, devices: Devices = "1", accelerator: Accelerator = "cpu",
-                 num_nodes: NumNodes = 1, strategy: Strategy = "auto", precision: Precision = "32-true",
+                 num_nodes: NumNodes = 1, strategy: Strategy = "auto", precision: Precision = "32-true", compile_: Compile = False, threads: Threads = None,
                  strict: Strict = False):
     """EF regression from video (video-only baseline), or the multi-input teacher with --masks."""
     from echossl.pipelines.semisupervised_ef import train_ef
 
     cfg, opts, split = _setup(data, preset, config, seed, labeled_fraction, "ef", strict, max_epochs=max_epochs,
                               max_steps=max_steps, resume=resume, devices=devices, accelerator=accelerator,
-                              num_nodes=num_nodes, strategy=strategy, precision=precision)
+                              num_nodes=num_nodes, strategy=strategy, precision=precision, compile_=compile_, threads=threads)
     if masks is not None:
         require_dir(masks, "seg run")
     run = train_ef(data, out, cfg, opts, masks_run=masks, init=str(init) if init else None, split=split)
@@ -67,14 +67,14 @@ def train_distill_cmd(data: Data, out: Out,
                       preset: Preset = "cpu", config: ConfigFile = None, max_epochs: MaxEpochs = None,
                       max_steps: MaxSteps = None, seed: Seed = None, labeled_fraction: LabeledFraction = None,
                       resume: Resume = False, devices: Devices = "1", accelerator: Accelerator = "cpu",
-                      num_nodes: NumNodes = 1, strategy: Strategy = "auto", precision: Precision = "32-true",
+                      num_nodes: NumNodes = 1, strategy: Strategy = "auto", precision: Precision = "32-true", compile_: Compile = False, threads: Threads = None,
                       strict: Strict = False):
     """Distil the frozen multi-input teacher into a video-only student (L_lb + w_ulb L_ulb)."""
     from echossl.pipelines.semisupervised_ef import train_distill
 
     cfg, opts, split = _setup(data, preset, config, seed, labeled_fraction, "distill", strict,
                               max_epochs=max_epochs, max_steps=max_steps, resume=resume, devices=devices,
-                              accelerator=accelerator, num_nodes=num_nodes, strategy=strategy, precision=precision)
+                              accelerator=accelerator, num_nodes=num_nodes, strategy=strategy, precision=precision, compile_=compile_, threads=threads)
     require_dir(teacher, "teacher run") if not teacher.is_file() else None
     run = train_distill(data, out, cfg, opts, teacher_run=teacher, split=split)
     _report(run)

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from echossl.cli.common import (
-    Accelerator, ConfigFile, Data, Devices, Init, LabeledFraction, MaxEpochs, MaxSteps, NumNodes, Out,
+    Compile, Threads, Accelerator, ConfigFile, Data, Devices, Init, LabeledFraction, MaxEpochs, MaxSteps, NumNodes, Out,
     Precision, Preset, Resume, Seed, Strategy, Strict, require_dir, resolve, trainer_options,
 )
 
@@ -33,14 +33,14 @@ def pretrain_cmd(data: Data, out: Out, arch: Arch = "unet3d",
                  preset: Preset = "cpu", config: ConfigFile = None, max_epochs: MaxEpochs = None,
                  max_steps: MaxSteps = None, seed: Seed = None, labeled_fraction: LabeledFraction = None,
                  init: Init = None, resume: Resume = False, devices: Devices = "1", accelerator: Accelerator = "cpu",
-                 num_nodes: NumNodes = 1, strategy: Strategy = "auto", precision: Precision = "32-true",
+                 num_nodes: NumNodes = 1, strategy: Strategy = "auto", precision: Precision = "32-true", compile_: Compile = False, threads: Threads = None,
                  strict: Strict = False):
     """Self-supervised temporal masking: reconstruct clips whose frames were partly zeroed (UniLVSeg eq. 1)."""
     from echossl.pipelines.unilvseg import pretrain
 
     cfg, opts, split = _setup(data, preset, config, seed, labeled_fraction, "pretrain", strict,
                               max_epochs=max_epochs, max_steps=max_steps, resume=resume, devices=devices,
-                              accelerator=accelerator, num_nodes=num_nodes, strategy=strategy, precision=precision)
+                              accelerator=accelerator, num_nodes=num_nodes, strategy=strategy, precision=precision, compile_=compile_, threads=threads)
     run = pretrain(data, out, cfg, opts, arch=arch, mask_ratio=mask_ratio, init=_init(init), split=split)
     _report(run)
 
@@ -49,14 +49,14 @@ def train_cmd(data: Data, out: Out, arch: Arch = "unet3d",
               preset: Preset = "cpu", config: ConfigFile = None, max_epochs: MaxEpochs = None,
               max_steps: MaxSteps = None, seed: Seed = None, labeled_fraction: LabeledFraction = None,
               init: Init = None, resume: Resume = False, devices: Devices = "1", accelerator: Accelerator = "cpu",
-              num_nodes: NumNodes = 1, strategy: Strategy = "auto", precision: Precision = "32-true",
+              num_nodes: NumNodes = 1, strategy: Strategy = "auto", precision: Precision = "32-true", compile_: Compile = False, threads: Threads = None,
               strict: Strict = False):
     """Video LV segmentation from the traced ED/ES frames only (UniLVSeg eqs. 2-6); --init a temporal-masking run."""
     from echossl.pipelines.unilvseg import train
 
     cfg, opts, split = _setup(data, preset, config, seed, labeled_fraction, "train", strict,
                               max_epochs=max_epochs, max_steps=max_steps, resume=resume, devices=devices,
-                              accelerator=accelerator, num_nodes=num_nodes, strategy=strategy, precision=precision)
+                              accelerator=accelerator, num_nodes=num_nodes, strategy=strategy, precision=precision, compile_=compile_, threads=threads)
     run = train(data, out, cfg, opts, arch=arch, init=_init(init), split=split)
     _report(run)
 

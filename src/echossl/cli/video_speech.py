@@ -19,7 +19,7 @@ from typing import Annotated, Optional
 import typer
 
 from echossl.cli.common import (
-    Accelerator, ConfigFile, Devices, Init, LabeledFraction, MaxEpochs, MaxSteps, NumNodes, Out, Precision,
+    Compile, Threads, Accelerator, ConfigFile, Devices, Init, LabeledFraction, MaxEpochs, MaxSteps, NumNodes, Out, Precision,
     Preset, Resume, Seed, Strategy, require_dir, resolve,
 )
 
@@ -27,7 +27,7 @@ SweepData = Annotated[Path, typer.Option("--data", help="Sweep folder (sweeps.cs
 
 
 def _setup(preset, config, seed, labeled_fraction, section, *, max_epochs, max_steps, resume, devices, accelerator,
-           num_nodes, strategy, precision):
+           num_nodes, strategy, precision, compile_=False, threads=None):
     from echossl.engine import TrainerOptions
     from echossl.pipelines.video_speech import _section, stage_options
 
@@ -41,7 +41,7 @@ def _setup(preset, config, seed, labeled_fraction, section, *, max_epochs, max_s
     except ValueError:
         devices_value = devices
     base = TrainerOptions(devices=devices_value, accelerator=accelerator, num_nodes=num_nodes, strategy=strategy,
-                          precision=precision, resume=resume, seed=cfg["seed"])
+                          precision=precision, compile=compile_, threads=threads, resume=resume, seed=cfg["seed"])
     opts = stage_options(base, vs, section, max_epochs, max_steps) if section else base
     return cfg, opts
 
@@ -85,7 +85,7 @@ def pretrain_cmd(data: SweepData, out: Out,
                  preset: Preset = "cpu", config: ConfigFile = None, max_epochs: MaxEpochs = None,
                  max_steps: MaxSteps = None, seed: Seed = None, labeled_fraction: LabeledFraction = None,
                  init: Init = None, resume: Resume = False, devices: Devices = "1", accelerator: Accelerator = "cpu",
-                 num_nodes: NumNodes = 1, strategy: Strategy = "auto", precision: Precision = "32-true"):
+                 num_nodes: NumNodes = 1, strategy: Strategy = "auto", precision: Precision = "32-true", compile_: Compile = False, threads: Threads = None):
     """Video-speech pre-training: hard pairs, L_cls + L_cont on high affinity, frame order on low affinity."""
     from echossl.errors import EchosslError
     from echossl.methods.video_speech import VARIANTS
@@ -96,7 +96,7 @@ def pretrain_cmd(data: SweepData, out: Out,
         raise EchosslError(f"--variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
     cfg, opts = _setup(preset, config, seed, labeled_fraction, "pretrain", max_epochs=max_epochs,
                        max_steps=max_steps, resume=resume, devices=devices, accelerator=accelerator,
-                       num_nodes=num_nodes, strategy=strategy, precision=precision)
+                       num_nodes=num_nodes, strategy=strategy, precision=precision, compile_=compile_, threads=threads)
     _report(pretrain(data, out, cfg, opts, variant=variant, init=str(init) if init else None))
 
 
@@ -105,13 +105,13 @@ def _train(task: str):
                 max_epochs: MaxEpochs = None, max_steps: MaxSteps = None, seed: Seed = None,
                 labeled_fraction: LabeledFraction = None, init: Init = None, resume: Resume = False,
                 devices: Devices = "1", accelerator: Accelerator = "cpu", num_nodes: NumNodes = 1,
-                strategy: Strategy = "auto", precision: Precision = "32-true"):
+                strategy: Strategy = "auto", precision: Precision = "32-true", compile_: Compile = False, threads: Threads = None):
         from echossl.pipelines import video_speech as pipe
 
         require_dir(data)
         cfg, opts = _setup(preset, config, seed, labeled_fraction, task, max_epochs=max_epochs,
                            max_steps=max_steps, resume=resume, devices=devices, accelerator=accelerator,
-                           num_nodes=num_nodes, strategy=strategy, precision=precision)
+                           num_nodes=num_nodes, strategy=strategy, precision=precision, compile_=compile_, threads=threads)
         fn = pipe.train_plane if task == "plane" else pipe.train_saliency
         _report(fn(data, out, cfg, opts, init=str(init) if init else None))
 
@@ -127,7 +127,7 @@ def reproduce_cmd(out: Out,
                   preset: Preset = "cpu", config: ConfigFile = None, max_epochs: MaxEpochs = None,
                   max_steps: MaxSteps = None, seed: Seed = None, labeled_fraction: LabeledFraction = None,
                   devices: Devices = "1", accelerator: Accelerator = "cpu", num_nodes: NumNodes = 1,
-                  strategy: Strategy = "auto", precision: Precision = "32-true"):
+                  strategy: Strategy = "auto", precision: Precision = "32-true", compile_: Compile = False, threads: Threads = None):
     """Tables 1-3: random init, video-only, baseline, + cm. contrast, full; plane detection and gaze saliency."""
     from rich.console import Console
     from rich.table import Table
@@ -137,7 +137,7 @@ def reproduce_cmd(out: Out,
 
     cfg, base = _setup(preset, config, seed, labeled_fraction, None, max_epochs=max_epochs, max_steps=max_steps,
                        resume=False, devices=devices, accelerator=accelerator, num_nodes=num_nodes,
-                       strategy=strategy, precision=precision)
+                       strategy=strategy, precision=precision, compile_=compile_, threads=threads)
     vs = pipe._section(cfg)
     if data is None:
         data = out / "data"

@@ -20,8 +20,10 @@ discontinuity.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import re
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +34,9 @@ from echossl.errors import ConfigError, DataError
 SPLIT_FILES = {"TRAIN": "subgroup_training.txt", "VAL": "subgroup_validation.txt",
                "TEST": "subgroup_testing.txt"}
 _PATIENT = re.compile(r"^patient\d+$")
+# The most one NIfTI image may make the reader allocate. A CAMUS half sequence is
+# about 20 frames of 800 x 600 (~10 MB); a header claiming more is refused, not read.
+MAX_NIFTI_BYTES = 2**31
 
 
 def read_info(cfg_path: str | Path) -> dict:
@@ -49,25 +54,31 @@ def read_info(cfg_path: str | Path) -> dict:
     if not path.is_file():
         raise DataError(path, "file does not exist")
     info: dict = {}
+    line_of: dict[str, int] = {}  # key -> 1-based line, for errors
     for i, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
         if not line.strip():
             continue
         if ":" not in line:
-            raise DataError(path, f"line {line.strip()!r} is not 'key: value'", row=i)
+            raise DataError(path, f"line {line.strip()[:80]!r} is not 'key: value'", row=i)
         key, value = (s.strip() for s in line.split(":", 1))
+        line_of[key] = i
         try:
             num = float(value)
             info[key] = int(num) if num.is_integer() and "." not in value else num
-        except ValueError:
+        except (ValueError, OverflowError):
             info[key] = value
     for key in ("ED", "ES"):
-        if not isinstance(info.get(key), int) or info[key] < 1:
-            raise DataError(path, f"{key} must be a 1-based frame number")
-    ef = info.get("LVef", info.get("EF"))
+        if not isinstance(info.get(key), int) or not 1 <= info[key] < 2**31:
+            raise DataError(path, f"{key} must be a 1-based frame number, got {info.get(key)!r}",
+                            row=line_of.get(key))
+    ef_key = "LVef" if "LVef" in info else "EF"
+    ef = info.get(ef_key)
     try:
         info["EF"] = None if ef is None else float(ef)
     except (TypeError, ValueError):
-        raise DataError(path, f"EF {ef!r} is not a number") from None
+        raise DataError(path, f"{ef_key} {ef!r} is not a number", row=line_of[ef_key]) from None
+    if info["EF"] is not None and not 0 <= info["EF"] <= 100:  # NaN fails this too
+        raise DataError(path, f"{ef_key} {ef!r} is not a number in [0, 100]", row=line_of[ef_key])
     info["ImageQuality"] = str(info.get("ImageQuality", ""))
     return info
 
@@ -101,7 +112,7 @@ def camus_splits(root: str | Path) -> dict[str, list[str]]:
         if all(p.is_file() for p in files.values()):
             out = {}
             for s, p in files.items():
-                names = [ln.strip() for ln in p.read_text().splitlines() if ln.strip()]
+                names = [ln.strip() for ln in p.read_text(errors="replace").splitlines() if ln.strip()]
                 out[s] = sorted(n for n in names if n in set(patients))
             return out
     out = {s: [] for s in SPLIT_FILES}
@@ -111,22 +122,77 @@ def camus_splits(root: str | Path) -> dict[str, list[str]]:
     return out
 
 
+def _nifti(path: Path):
+    """``(image, shape)`` with the header checked; no voxel is read yet.
+
+    Refuses a shape with a zero or negative size, more than 4 axes of size > 1,
+    a non-numeric voxel type, or more than :data:`MAX_NIFTI_BYTES` once loaded.
+    """
+    import nibabel as nib
+
+    if not path.is_file():
+        raise DataError(path, "file does not exist")
+    try:
+        img = nib.load(str(path))  # reads the header only
+        shape = tuple(int(d) for d in img.shape)
+        dtype = np.dtype(img.get_data_dtype())
+        slope, inter, offset = img.dataobj.slope, img.dataobj.inter, int(img.dataobj.offset)
+    except Exception as err:  # nibabel raises many types for corrupt/truncated files
+        raise DataError(path, f"cannot be read as NIfTI ({type(err).__name__}: {err})") from None
+    if not shape or min(shape) < 1 or sum(d > 1 for d in shape) > 3:
+        raise DataError(path, f"header gives the shape {shape}, not a (W, H, T) image")
+    if dtype.kind not in "biuf":
+        raise DataError(path, f"voxel type {dtype} is not a number type")
+    # nibabel scales into float64 unless slope is 1 and intercept 0
+    itemsize = dtype.itemsize if (slope, inter) == (1.0, 0.0) else max(dtype.itemsize, 8)
+    size = int(np.prod(shape, dtype=object)) * itemsize
+    if size > MAX_NIFTI_BYTES:
+        raise DataError(path, f"header claims {shape} voxels ({size / 2**30:.3g} GiB once loaded), more than "
+                              f"the {MAX_NIFTI_BYTES / 2**30:g} GiB echossl reads from one image")
+    # nibabel allocates the claimed size before reading: check the file holds it
+    needed = offset + int(np.prod(shape, dtype=object)) * dtype.itemsize
+    held = _stored_bytes(path, needed)
+    if held < needed:
+        raise DataError(path, f"is truncated: its header needs {needed} bytes but the file holds {held}")
+    return img, shape
+
+
+def _stored_bytes(path: Path, enough: int) -> int:
+    """Bytes ``path`` holds (decompressed for ``.gz``), counting no further than ``enough``:
+    one streaming pass that keeps nothing, so a gzip bomb costs time bounded by the cap."""
+    if path.suffix != ".gz":
+        return path.stat().st_size
+    n = 0
+    try:
+        with gzip.open(path, "rb") as fh:
+            while n < enough and (chunk := fh.read(1 << 20)):
+                n += len(chunk)
+    except (OSError, EOFError, zlib.error) as err:  # BadGzipFile is an OSError
+        raise DataError(path, f"is not a readable gzip file ({type(err).__name__}: {err})") from None
+    return n
+
+
+def nifti_shape(path: str | Path) -> tuple[int, ...]:
+    """A NIfTI image's shape from its header (checked as :func:`load_nifti_sequence` does)."""
+    return _nifti(Path(path))[1]
+
+
 def load_nifti_sequence(path: str | Path) -> np.ndarray:
     """A CAMUS sequence as ``(T, H, W)`` (see the module docstring for orientation).
 
     Raises:
-        DataError: missing, unreadable or not a 2-D(+t) image.
+        DataError: missing, unreadable, truncated, not a 2-D(+t) image, an absurd
+            header (see :func:`_nifti`), or NaN/infinite voxels.
     """
-    import nibabel as nib
-
     path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "file does not exist")
+    img, _ = _nifti(path)
     try:
-        arr = np.asanyarray(nib.load(str(path)).dataobj)
-    except Exception as err:  # nibabel raises many types for corrupt/truncated files
+        arr = np.asanyarray(img.dataobj)
+    except Exception as err:  # truncated data, bad gzip stream, ...
         raise DataError(path, f"cannot be read as NIfTI ({type(err).__name__}: {err})") from None
     arr = np.asarray(arr)
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise DataError(path, "has NaN or infinite voxels")
     while arr.ndim > 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
     if arr.ndim == 2:

@@ -97,9 +97,7 @@ def _check_echonet(path: Path) -> dict:
 
 
 def _check_camus(path: Path) -> dict:
-    import nibabel as nib
-
-    from echossl.data.camus import camus_splits, list_patients, nifti_root, read_info
+    from echossl.data.camus import camus_splits, list_patients, nifti_root, nifti_shape, read_info
 
     base = nifti_root(path)
     problems, efs, frames = [], [], []
@@ -115,7 +113,7 @@ def _check_camus(path: Path) -> dict:
                 info = read_info(cfg)
                 if not seq.is_file():
                     raise DataError(seq, "file does not exist")
-                shape = nib.load(str(seq)).shape  # header only
+                shape = nifti_shape(seq)  # header only, checked
                 t = shape[2] if len(shape) > 2 else 1
                 if max(info["ED"], info["ES"]) > t:
                     raise DataError(cfg, f"ED/ES frame {max(info['ED'], info['ES'])} is past the "

@@ -16,8 +16,11 @@ is decoded once and memory-mapped afterwards.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
+import re
 import warnings
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
@@ -33,6 +36,7 @@ REQUIRED_COLUMNS = ("FileName", "EF", "ESV", "EDV", "FrameHeight", "FrameWidth",
                     "NumberOfFrames", "Split")
 TRACING_COLUMNS = ("FileName", "X1", "Y1", "X2", "Y2", "Frame")
 SPLITS = ("TRAIN", "VAL", "TEST")
+MAX_COORD = 2.0**20  # |X1|, |Y1|, |X2|, |Y2| in VolumeTracings.csv: pixels, so far below this
 
 # Problems that do not make a data folder unusable (the video is just left out),
 # as the reference drops videos with fewer than 2 traced frames with a message.
@@ -50,28 +54,71 @@ def _strip_avi(name: str) -> str:
     return name[:-4] if name.lower().endswith(".avi") else name
 
 
-def _escapes(name: str) -> bool:
-    """True when a FileName is not a plain file name inside Videos/."""
-    if name in ("", ".", ".."):
+MAX_NAME_BYTES = 250  # file systems allow 255 bytes per name, and readers add ".avi" and the like
+
+
+def escapes(name: str) -> bool:
+    """True when a FileName is not a plain file name inside its folder (``..``, a
+    separator, an absolute or drive path, a control character, empty or too long)."""
+    if name in ("", ".", "..") or len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
         return True
-    if "/" in name or "\\" in name or "\0" in name:
+    if "/" in name or "\\" in name or not name.isprintable():  # NUL, newlines, escape codes
         return True
     return PurePosixPath(name).is_absolute() or PureWindowsPath(name).is_absolute() or ":" in name
+
+
+_escapes = escapes  # the name other modules knew
+
+
+def outside_root(root: Path, path: Path) -> bool:
+    """True when ``path``, with every symlink followed, is not inside the data folder
+    ``root`` (itself resolved, so the data folder may be a link to another disk)."""
+    try:
+        return not Path(path).resolve().is_relative_to(Path(root).resolve())
+    except (OSError, RuntimeError):  # a symlink loop
+        return True
 
 
 # ---------------------------------------------------------------------------
 # FileList.csv
 # ---------------------------------------------------------------------------
 
-def _read_csv(path: Path) -> pd.DataFrame:
+def _undecodable_row(path: Path) -> int | None:
+    """1-based data row (header excluded) of the first record that is not UTF-8; None if unknown."""
+    text = path.read_bytes().decode("utf-8", "surrogateescape")  # bad bytes become lone surrogates
+    try:
+        for i, record in enumerate(csv.reader(io.StringIO(text, newline=""))):
+            try:
+                "".join(record).encode("utf-8")
+            except UnicodeEncodeError:
+                return i or None
+    except csv.Error:  # e.g. a field past csv's size limit: give the file only
+        pass
+    return None
+
+
+def read_csv(path: Path, **options) -> pd.DataFrame:
+    """``pd.read_csv`` whose every failure is a DataError naming the file and, where it
+    can be found, the 1-based data row (not UTF-8, a row with too many fields).
+
+    ``options`` go to pandas; by default every cell is read as text (so bad cells can
+    be reported by row and a FileName like "0X1E3" stays a string).
+    """
     if not path.is_file():
         raise _problem(path, "file does not exist")
+    options = {"dtype": str, "keep_default_na": False, "skipinitialspace": True, **options}
     try:
-        # Everything as text first: we want to report bad cells by row, not let
-        # pandas guess dtypes (a FileName like "0X1E3" must stay a string).
-        return pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise _problem(path, f"cannot be parsed as CSV ({str(err).strip().splitlines()[0]})") from None
+        return pd.read_csv(path, **options)
+    except UnicodeDecodeError as err:
+        raise _problem(path, f"is not UTF-8 text (byte {err.object[err.start:err.start + 1].hex()} "
+                             "cannot be decoded)", row=_undecodable_row(path)) from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        line = re.search(r"\bline (\d+)", text)  # pandas counts file lines from 1, header included
+        row = int(line.group(1)) - 1 if line and int(line.group(1)) > 1 else None
+        raise _problem(path, f"cannot be parsed as CSV ({text})", row=row) from None
+    except Exception as err:  # anything else pandas raises on a hostile file is still the file's fault
+        raise _problem(path, f"cannot be parsed as CSV ({type(err).__name__})") from None
 
 
 def _filelist_problems(root: Path) -> tuple[pd.DataFrame, list[DataError]]:
@@ -81,7 +128,7 @@ def _filelist_problems(root: Path) -> tuple[pd.DataFrame, list[DataError]]:
     missing columns).
     """
     path = root / "FileList.csv"
-    df = _read_csv(path)
+    df = read_csv(path)
     df.columns = [str(c).strip() for c in df.columns]
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
@@ -93,8 +140,17 @@ def _filelist_problems(root: Path) -> tuple[pd.DataFrame, list[DataError]]:
     for i, name in enumerate(names):
         if _escapes(name):
             problems.append(_problem(path, f"FileName {name!r} is not a plain file name "
-                                           "inside Videos/ (no '..', separators or absolute paths)",
+                                           "inside Videos/ (no '..', separators, absolute paths, "
+                                           f"control characters or more than {MAX_NAME_BYTES} bytes)",
                                      row=i + 1))
+            bad[i] = True
+    videos = root / "Videos"
+    for i, name in enumerate(names):
+        target = videos / f"{name}.avi"
+        # the file or Videos/ itself may be a link: where it really is must be inside root
+        if not bad[i] and outside_root(root, target):
+            problems.append(_problem(path, f"Videos/{name}.avi leads to {os.path.realpath(target)}, "
+                                           "outside the data folder (through a symbolic link)", row=i + 1))
             bad[i] = True
     dup = names.duplicated(keep="first").to_numpy()
     for i in np.flatnonzero(dup & ~bad):
@@ -153,7 +209,7 @@ def _read_tracings_rows(root: Path):
     """Returns ``(traces, rows, problems)``; traces as :func:`read_tracings`, rows
     maps ``(name, frame)`` to the 1-based CSV row of that frame's first line."""
     path = root / "VolumeTracings.csv"
-    df = _read_csv(path)
+    df = read_csv(path)
     df.columns = [str(c).strip() for c in df.columns]
     missing = [c for c in TRACING_COLUMNS if c not in df.columns]
     if missing:
@@ -161,10 +217,14 @@ def _read_tracings_rows(root: Path):
     problems = []
     coords = df[["X1", "Y1", "X2", "Y2"]].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
     frame = pd.to_numeric(df["Frame"], errors="coerce").to_numpy(np.float64)
-    bad = np.isnan(coords).any(axis=1) | np.isnan(frame) | (frame < 0) | (frame != np.round(frame))
+    # NaN, inf and absurd values refused: past 2**31 a Frame or a rounded coordinate
+    # overflows the int casts (Frame below, trace_mask) into garbage, silently
+    with np.errstate(invalid="ignore"):
+        bad = (~(np.abs(coords) < MAX_COORD).all(axis=1) | ~(frame >= 0) | (frame >= 2**31)
+               | (frame != np.round(frame)))
     for i in np.flatnonzero(bad):
-        problems.append(_problem(path, "X1, Y1, X2, Y2 and Frame must be numbers "
-                                       "(Frame a non-negative integer)", row=int(i) + 1))
+        problems.append(_problem(path, "X1, Y1, X2, Y2 must be pixel coordinates (finite, below 2**20 "
+                                       "in size) and Frame a non-negative integer", row=int(i) + 1))
     names = df["FileName"].map(_strip_avi).to_numpy()
     traces: dict[str, dict[int, np.ndarray]] = {}
     rows: dict[tuple[str, int], int] = {}
@@ -314,6 +374,8 @@ def probe_video(path: str | Path) -> tuple[int, int, int, str | None]:
     """
     import cv2
 
+    from echossl.data.video import capture_int
+
     path = Path(path)
     try:
         st = path.stat()
@@ -328,9 +390,9 @@ def probe_video(path: str | Path) -> tuple[int, int, int, str | None]:
         if not cap.isOpened():
             res = (0, 0, 0, "video cannot be opened (unreadable or truncated AVI)")
         else:
-            n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-            h = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-            w = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
+            n = capture_int(cap, cv2.CAP_PROP_FRAME_COUNT)
+            h = capture_int(cap, cv2.CAP_PROP_FRAME_HEIGHT)
+            w = capture_int(cap, cv2.CAP_PROP_FRAME_WIDTH)
             if n <= 0:
                 res = (0, h, w, "video has 0 frames")
             else:
@@ -477,6 +539,25 @@ def _channel_stats(value, name: str) -> np.ndarray:
     return arr
 
 
+# Problems already reported by this process: a run names each bad video once, not
+# once per dataset, per evaluation or per epoch.
+_REPORTED: set[str] = set()
+
+
+def warn_problems(root, problems, stacklevel: int = 2) -> list:
+    """One warning listing the ``problems`` not yet reported in this process; returns those."""
+    new = [p for p in problems if str(p) not in _REPORTED]
+    if not new:
+        return []
+    _REPORTED.update(str(p) for p in new)
+    shown = "; ".join(str(p) for p in new[:20])
+    more = len(new) - 20
+    warnings.warn(f"{root}: {len(new)} problem(s), affected videos are skipped: {shown}"
+                  + (f"; and {more} more" if more > 0 else "")
+                  + " (run `echossl data check` for the full list)", stacklevel=stacklevel + 1)
+    return new
+
+
 def _select(root: Path, split: str, filenames, strict: bool, warn: bool, what: str):
     split = str(split).upper()
     if split not in SPLITS + ("ALL",):
@@ -484,12 +565,8 @@ def _select(root: Path, split: str, filenames, strict: bool, warn: bool, what: s
     res = validate_full(root)
     if strict and res["problems"]:
         raise res["problems"][0]
-    if warn and res["problems"]:
-        shown = "; ".join(str(p) for p in res["problems"][:20])
-        more = len(res["problems"]) - 20
-        warnings.warn(f"{root}: {len(res['problems'])} problem(s), affected videos are skipped: "
-                      f"{shown}" + (f"; and {more} more" if more > 0 else "")
-                      + " (run `echossl data check` for the full list)", stacklevel=3)
+    if warn:
+        warn_problems(root, res["problems"], stacklevel=3)
     df = res["filelist"]
     if split != "ALL":
         df = df[df["Split"] == split]

@@ -26,7 +26,9 @@ import torch
 import torch.nn.functional as F
 
 from echossl.data.cache import FrameCache
+from echossl.data.echonet import escapes, outside_root, read_csv
 from echossl.errors import DataError
+from echossl.io import npz_shapes
 
 INDEX_FILE = "MRJetList.csv"
 REQUIRED = ("FileName", "Split", "MaxFrames")
@@ -47,7 +49,7 @@ def parse_max_frames(value, path: Path, row: int) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     try:
         frames = np.array([int(float(v)) for v in text.split()], dtype=np.int64)
-    except ValueError:
+    except (ValueError, OverflowError):  # "abc", "nan"; "inf", "1e30"
         raise DataError(path, f"MaxFrames {value!r} is not a list of frame numbers", row=row) from None
     if (frames < 0).any():
         raise DataError(path, f"MaxFrames {value!r} has a negative frame number", row=row)
@@ -63,10 +65,8 @@ def read_index(root) -> pd.DataFrame:
     path = Path(root) / INDEX_FILE
     if not path.is_file():
         raise DataError(path, "file does not exist (not an MR-jet folder)")
-    try:
-        table = pd.read_csv(path, dtype={"FileName": str, "Split": str, "MaxFrames": str}, keep_default_na=False)
-    except Exception as err:
-        raise DataError(path, f"cannot be read as CSV ({err.__class__.__name__})") from None
+    table = read_csv(path, dtype={"FileName": str, "Split": str, "MaxFrames": str}, keep_default_na=False,
+                     skipinitialspace=False)
     missing = [c for c in REQUIRED if c not in table.columns]
     if missing:
         raise DataError(path, f"lacks the column(s) {', '.join(missing)}")
@@ -98,6 +98,16 @@ def validate(root) -> tuple[list[str], list[dict]]:
         if not name:
             problems.append(_problem(csv, "FileName is empty", i))
             continue
+        if escapes(name):
+            problems.append(_problem(csv, f"FileName {name!r} is not a plain file name (no '..', separators, "
+                                          "absolute paths, control characters or more than 250 bytes)", i))
+            continue
+        links = [p for p in (root / "Videos" / f"{name}.avi", root / "Masks" / f"{name}.npz")
+                 if outside_root(root, p)]
+        if links:
+            problems.append(_problem(csv, f"{links[0].parent.name}/{links[0].name} leads outside the data "
+                                          "folder (through a symbolic link)", i))
+            continue
         if name in seen:
             problems.append(_problem(csv, f"FileName {name} appears twice", i))
             continue
@@ -110,11 +120,16 @@ def validate(root) -> tuple[list[str], list[dict]]:
             avi = root / "Videos" / f"{name}.avi"
             if not avi.is_file():
                 raise DataError(avi, "video file does not exist")
-            n = video_info(avi)["frames"]
+            info = video_info(avi)
+            n = info["frames"]
             if n <= 0:
                 raise DataError(avi, "video has no frames")
             if "NumberOfFrames" in table.columns and str(rec.NumberOfFrames).strip():
-                declared = int(float(rec.NumberOfFrames))
+                try:
+                    declared = int(float(rec.NumberOfFrames))
+                except (ValueError, OverflowError):
+                    raise DataError(csv, f"NumberOfFrames {rec.NumberOfFrames!r} of {name} is not a whole number",
+                                    row=i) from None
                 if declared != n:
                     raise DataError(csv, f"NumberOfFrames {declared} of {name} differs from the video's {n}", row=i)
             if frames.size and frames.max() >= n:
@@ -122,21 +137,27 @@ def validate(root) -> tuple[list[str], list[dict]]:
             npz = root / "Masks" / f"{name}.npz"
             if not npz.is_file():
                 raise DataError(npz, "mask file does not exist")
+            shapes = npz_shapes(npz)
+            for key in ("jet", "la", "e"):
+                if key not in shapes:
+                    raise DataError(npz, f"has no {key!r} array")
+            for key in ("jet", "la"):  # checked from the headers: nothing is decompressed for it
+                if shapes[key] != (n, info["height"], info["width"]):
+                    raise DataError(npz, f"{key!r} has shape {shapes[key]}, not (frames, height, width) = "
+                                         f"{(n, info['height'], info['width'])} of the video")
+            if shapes["e"] != (n,):
+                raise DataError(npz, f"'e' has shape {shapes['e']}, not ({n},) for a video of {n} frames")
             try:
                 with np.load(npz) as z:
                     e = np.asarray(z["e"])
-                    has = set(z.files)
             except Exception as err:
                 raise DataError(npz, f"cannot be read as NPZ ({err.__class__.__name__})") from None
-            for key in ("jet", "la"):
-                if key not in has:
-                    raise DataError(npz, f"has no {key!r} array")
-            if e.shape != (n,):
-                raise DataError(npz, f"'e' has {e.shape[0] if e.ndim else 0} entries for a video of {n} frames")
             if not np.array_equal(np.flatnonzero(e), frames):
                 raise DataError(npz, f"'e' marks frames {np.flatnonzero(e).tolist()} but MaxFrames says "
                                      f"{frames.tolist()}")
         except DataError as err:
+            if err.row is None:  # a video's or mask's problem: say which index row it came from
+                err = DataError(err.path, f"{err.message} ({INDEX_FILE} row {i})")
             problems.append({"file": str(err.path), "row": err.row, "message": err.message, "text": str(err),
                              "severity": "error"})
             continue

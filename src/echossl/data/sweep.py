@@ -30,6 +30,7 @@ Datasets:
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,9 +40,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from echossl.data.echonet import escapes, outside_root, read_csv
 from echossl.errors import DataError
+from echossl.io import npz_shapes
 
 SPLITS = ("TRAIN", "VAL", "TEST")
+MEMBERS = (("Videos", ".avi"), ("Audio", ".wav"), ("Labels", ".csv"), ("Saliency", ".npz"))  # per FileName
 REQUIRED = ["FileName", "Split", "NumberOfFrames", "FPS"]
 SAMPLE_RATE = 24_000
 # Fixed intensity normalisation of grey frames in [0, 255] (the simulator's fan
@@ -61,10 +65,18 @@ def read_meta(root) -> dict:
         meta = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise DataError(path, f"is not valid JSON ({err.msg} at line {err.lineno})") from None
-    if not isinstance(meta, dict) or not isinstance(meta.get("planes"), list) or len(meta["planes"]) < 2:
-        raise DataError(path, "must hold a list 'planes' of at least two class names")
+    except (ValueError, RecursionError) as err:  # not UTF-8; nested too deep
+        raise DataError(path, f"is not valid JSON ({type(err).__name__})") from None
+    planes = meta.get("planes") if isinstance(meta, dict) else None
+    if (not isinstance(planes, list) or len(planes) < 2 or not all(isinstance(p, str) and p for p in planes)
+            or len(set(planes)) != len(planes)):
+        raise DataError(path, "must hold a list 'planes' of at least two distinct class names")
     meta.setdefault("gaze_window_frames", 4)
     meta.setdefault("gaze_sigma_px", 3.0)
+    for key, top in (("gaze_window_frames", 1000), ("gaze_sigma_px", 1000.0)):
+        value = meta[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= top:
+            raise DataError(path, f"{key} {value!r} is not a number in [0, {top}]")
     return meta
 
 
@@ -73,26 +85,37 @@ def read_sweeps(root) -> pd.DataFrame:
     path = Path(root) / "sweeps.csv"
     if not path.is_file():
         raise DataError(path, "file does not exist")
-    try:
-        table = pd.read_csv(path, dtype={"FileName": str, "Split": str})
-    except Exception as err:
-        raise DataError(path, f"cannot be read as CSV ({err.__class__.__name__})") from None
+    table = read_csv(path, dtype={"FileName": str, "Split": str}, keep_default_na=True, skipinitialspace=False)
     missing = [c for c in REQUIRED if c not in table.columns]
     if missing:
         raise DataError(path, f"lacks column(s) {', '.join(missing)}")
     table["Split"] = table["Split"].astype(str).str.strip().str.upper()
+    root = Path(root)
     for i, row in enumerate(table.itertuples(index=False), start=1):
+        name = row.FileName
+        if not isinstance(name, str) or escapes(name):
+            raise DataError(path, f"FileName {name!r} is not a plain file name (no '..', separators, absolute "
+                                  "paths, control characters or more than 250 bytes)", row=i)
+        for sub, ext in MEMBERS:
+            if outside_root(root, root / sub / f"{name}{ext}"):
+                raise DataError(path, f"{sub}/{name}{ext} leads outside the data folder (through a symbolic link)",
+                                row=i)
         if row.Split not in SPLITS:
             raise DataError(path, f"Split {row.Split!r} is not TRAIN, VAL or TEST", row=i)
         try:
-            ok = float(row.FPS) > 0 and int(row.NumberOfFrames) > 0
+            fps, frames = float(row.FPS), float(row.NumberOfFrames)
+            ok = 0 < fps < 10_000 and 0 < frames < 2**31 and frames.is_integer()
         except (TypeError, ValueError):
             ok = False
         if not ok:
-            raise DataError(path, "FPS and NumberOfFrames must be positive numbers", row=i)
+            raise DataError(path, f"FPS {row.FPS!r} and NumberOfFrames {row.NumberOfFrames!r} must be positive "
+                                  "numbers (NumberOfFrames a whole one)", row=i)
     if table["FileName"].duplicated().any():
         dup = int(np.flatnonzero(table["FileName"].duplicated().to_numpy())[0]) + 1
         raise DataError(path, f"FileName {table['FileName'].iloc[dup - 1]!r} appears twice", row=dup)
+    # checked above: whatever dtype pandas guessed, these are now plain numbers
+    table["NumberOfFrames"] = pd.to_numeric(table["NumberOfFrames"]).astype(np.int64)
+    table["FPS"] = pd.to_numeric(table["FPS"]).astype(np.float64)
     return table
 
 
@@ -101,7 +124,7 @@ def read_labels(root, name: str, planes: list[str]) -> tuple[np.ndarray, np.ndar
     path = Path(root) / "Labels" / f"{name}.csv"
     if not path.is_file():
         raise DataError(path, "label file does not exist")
-    table = pd.read_csv(path, dtype={"Plane": str}, keep_default_na=False, na_values={"GazeX": [""], "GazeY": [""]})
+    table = read_csv(path, skipinitialspace=False)  # all text: cells are checked below, by row
     missing = [c for c in ("Frame", "Plane") if c not in table.columns]
     if missing:
         raise DataError(path, f"lacks column(s) {', '.join(missing)}")
@@ -110,30 +133,38 @@ def read_labels(root, name: str, planes: list[str]) -> tuple[np.ndarray, np.ndar
     if (codes == -2).any():
         row = int(np.flatnonzero(codes == -2)[0]) + 1
         raise DataError(path, f"plane {table['Plane'].iloc[row - 1]!r} is not one of sweep.json's planes", row=row)
-    frames = table["Frame"].to_numpy()
-    if not np.array_equal(frames, np.arange(len(frames))):
-        row = int(np.flatnonzero(frames != np.arange(len(frames)))[0]) + 1
+    frames = table["Frame"].str.strip().to_numpy()
+    expected = np.arange(len(frames)).astype(str)
+    if not np.array_equal(frames, expected):
+        row = int(np.flatnonzero(frames != expected)[0]) + 1
         raise DataError(path, "Frame must count 0, 1, 2, ... one row per frame", row=row)
+    gaze = np.full((len(table), 2), np.nan, dtype=np.float32)
     if {"GazeX", "GazeY"} <= set(table.columns):
-        gaze = table[["GazeX", "GazeY"]].to_numpy(dtype=np.float32)
-    else:
-        gaze = np.full((len(table), 2), np.nan, dtype=np.float32)
+        for k, col in enumerate(("GazeX", "GazeY")):
+            text = table[col].str.strip()
+            values = pd.to_numeric(text, errors="coerce").to_numpy(np.float64)
+            # empty = no gaze in that frame; anything else must be a finite pixel position
+            bad = (text != "") & ~(np.abs(values) < 2**20)
+            if bad.any():
+                row = int(np.flatnonzero(bad)[0]) + 1
+                raise DataError(path, f"{col} {table[col].iloc[row - 1]!r} is not a pixel position", row=row)
+            gaze[:, k] = values
     return codes, gaze
 
 
 def read_audio(root, name: str, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """``Audio/<name>.wav`` as mono float32 in [-1, 1] at ``sample_rate`` Hz."""
-    from scipy.io import wavfile
     from scipy.signal import resample_poly
 
     path = Path(root) / "Audio" / f"{name}.wav"
     if not path.is_file():
         raise DataError(path, "audio file does not exist")
-    try:
-        sr, data = wavfile.read(path)
-    except Exception as err:
-        raise DataError(path, f"cannot be read as WAV ({err.__class__.__name__})") from None
+    sr, data = _read_wav(path)
     data = np.asarray(data)
+    if not 0 < sr <= 1_000_000 or data.size == 0 or data.dtype.kind not in "iuf":
+        raise DataError(path, f"holds no usable audio (sample rate {sr} Hz, {data.size} samples of {data.dtype})")
+    if data.dtype.kind == "f" and not np.isfinite(data).all():
+        raise DataError(path, "has NaN or infinite samples")
     if data.ndim == 2:
         data = data.mean(1)
     if data.dtype.kind == "i":
@@ -147,11 +178,26 @@ def read_audio(root, name: str, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     return data
 
 
-def wav_seconds(path) -> float:
-    """Duration of a WAV from its header (no decoding of the samples)."""
+def _read_wav(path: Path, mmap: bool = False):
+    """``scipy.io.wavfile.read``, every failure a DataError (a truncated file too:
+    scipy returns the samples before the end with only a warning)."""
     from scipy.io import wavfile
 
-    sr, data = wavfile.read(path, mmap=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", "Reached EOF prematurely", wavfile.WavFileWarning)
+            return wavfile.read(path, mmap=mmap)
+    except wavfile.WavFileWarning:
+        raise DataError(path, "is truncated: it ends before the sample count its header gives") from None
+    except Exception as err:
+        raise DataError(path, f"cannot be read as WAV ({err.__class__.__name__})") from None
+
+
+def wav_seconds(path) -> float:
+    """Duration of a WAV from its header (no decoding of the samples)."""
+    sr, data = _read_wav(Path(path), mmap=True)
+    if not 0 < sr <= 1_000_000:
+        raise DataError(path, f"has a sample rate of {sr} Hz")
     return len(data) / float(sr)
 
 
@@ -222,10 +268,7 @@ def check(path) -> dict:
             wav = root / "Audio" / f"{name}.wav"
             if not wav.is_file():
                 raise DataError(wav, "audio file does not exist")
-            try:
-                dur = wav_seconds(wav)
-            except Exception as err:
-                raise DataError(wav, f"cannot be read as WAV ({err.__class__.__name__})") from None
+            dur = wav_seconds(wav)
             video_s = int(row.NumberOfFrames) / float(row.FPS)
             if abs(dur - video_s) > 0.25:
                 raise DataError(wav, f"lasts {dur:.2f} s but the video lasts {video_s:.2f} s, so they cannot be aligned")
@@ -235,14 +278,17 @@ def check(path) -> dict:
                                 f"has {len(codes)} frame rows but the video has {row.NumberOfFrames} frames")
             sal = root / "Saliency" / f"{name}.npz"
             if sal.is_file():
-                with np.load(sal) as z:
-                    if "maps" not in z or z["maps"].shape[0] != int(row.NumberOfFrames):
-                        raise DataError(sal, "must hold 'maps' with one map per frame")
+                shape = npz_shapes(sal).get("maps")  # headers only
+                if shape != (int(row.NumberOfFrames), info["height"], info["width"]):
+                    raise DataError(sal, f"must hold 'maps' of shape (frames, height, width) = "
+                                         f"{(int(row.NumberOfFrames), info['height'], info['width'])}, not {shape}")
             usable.append(name)
             frames.append(int(row.NumberOfFrames))
             seconds.append(video_s)
             fps.append(float(row.FPS))
         except DataError as err:
+            if err.row is None:  # a scan file's problem: say which sweeps.csv row it came from
+                err = DataError(err.path, f"{err.message} (sweeps.csv row {i})")
             problems.append(_problem(err))
     counts = {s: int((table["Split"] == s).sum()) for s in SPLITS}
     counts["total"] = len(table)
@@ -279,8 +325,11 @@ def load_split(root, split: str, *, names: list[str] | None = None, with_vad: di
     scans = []
     for row in rows.itertuples(index=False):
         codes, gaze = read_labels(root, row.FileName, meta["planes"])
-        scan = Scan(row.FileName, read_frames(root, row.FileName), read_audio(root, row.FileName), codes, gaze,
-                    float(row.FPS))
+        frames = read_frames(root, row.FileName)
+        if len(codes) != len(frames):  # the datasets index labels by frame
+            raise DataError(root / "Labels" / f"{row.FileName}.csv",
+                            f"has {len(codes)} frame rows but the video decodes to {len(frames)} frames")
+        scan = Scan(row.FileName, frames, read_audio(root, row.FileName), codes, gaze, float(row.FPS))
         if with_vad is not None:
             scan.voiced = energy_vad(torch.from_numpy(scan.audio), SAMPLE_RATE, **with_vad).numpy()
         scans.append(scan)
@@ -490,8 +539,14 @@ def load_saliency_maps(root, scans: list[Scan], meta: dict) -> list[np.ndarray]:
     for scan in scans:
         path = Path(root) / "Saliency" / f"{scan.name}.npz"
         if path.is_file():
-            with np.load(path) as z:
-                out.append(z["maps"])
+            shape = npz_shapes(path).get("maps")  # checked before anything is decompressed
+            if shape != scan.frames.shape:
+                raise DataError(path, f"must hold 'maps' of shape {scan.frames.shape} like the video, not {shape}")
+            try:
+                with np.load(path) as z:
+                    out.append(z["maps"])
+            except Exception as err:
+                raise DataError(path, f"cannot be read as NPZ ({err.__class__.__name__})") from None
         else:
             out.append(saliency_from_gaze(scan.gaze, scan.frames.shape[1:], int(meta["gaze_window_frames"]),
                                           float(meta["gaze_sigma_px"])))

@@ -13,12 +13,49 @@ import numpy as np
 
 from echossl.errors import DataError
 
+# What one video may make the reader allocate. EchoNet's videos decode to about
+# 7 MB (112 x 112, ~200 frames); a header claiming bigger frames than this is
+# refused before decoding, and decoding stops with an error past the byte cap
+# (the frames are then stacked once more, so the peak is about twice the cap).
+MAX_FRAME_PIXELS = 2**26  # e.g. 8192 x 8192
+MAX_VIDEO_BYTES = 2**31  # 2 GiB of decoded RGB frames
+
+
+def capture_int(capture, prop: int) -> int:
+    """An OpenCV capture property as an int; 0 when it is NaN, negative or absurd."""
+    value = capture.get(prop)
+    return int(value) if np.isfinite(value) and 0 <= value < 2**62 else 0
+
+
+def _decode_all(capture, path: Path) -> list[np.ndarray]:
+    """Every decodable frame as ``(H, W, 3)`` RGB, within the caps above."""
+    h, w = capture_int(capture, cv2.CAP_PROP_FRAME_HEIGHT), capture_int(capture, cv2.CAP_PROP_FRAME_WIDTH)
+    if h * w > MAX_FRAME_PIXELS:
+        raise DataError(path, f"header claims {w}x{h}-pixel frames, more than the "
+                              f"{MAX_FRAME_PIXELS} pixels per frame echossl reads")
+    frames, total = [], 0
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            return frames
+        if frame.ndim == 2:
+            frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+        if frames and frame.shape != frames[0].shape:  # MJPG frames each carry their own size
+            raise DataError(path, f"frame {len(frames)} is {frame.shape[1]}x{frame.shape[0]} pixels but "
+                                  f"frame 0 is {frames[0].shape[1]}x{frames[0].shape[0]}")
+        total += frame.nbytes
+        if total > MAX_VIDEO_BYTES:
+            raise DataError(path, f"decodes to more than {MAX_VIDEO_BYTES / 2**30:g} GiB of frames "
+                                  f"(stopped at frame {len(frames)}); echossl reads videos up to that size")
+        frames.append(frame[:, :, ::-1])
+
 
 def read_video(path: str | Path) -> np.ndarray:
     """Decode a whole video into a ``(F, H, W, 3)`` uint8 RGB array.
 
     Raises:
-        DataError: the file is missing, unreadable, truncated to nothing, or has 0 frames.
+        DataError: the file is missing, unreadable, truncated to nothing, has 0
+            frames, frames of different sizes, or more than the caps above.
     """
     path = Path(path)
     if not path.is_file():
@@ -27,14 +64,7 @@ def read_video(path: str | Path) -> np.ndarray:
     try:
         if not capture.isOpened():
             raise DataError(path, "video cannot be opened (not a readable AVI)")
-        frames = []
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            if frame.ndim == 2:
-                frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
-            frames.append(frame[:, :, ::-1])
+        frames = _decode_all(capture, path)
     finally:
         capture.release()
     if not frames:
@@ -49,10 +79,10 @@ def video_info(path: str | Path) -> dict:
         if not capture.isOpened():
             raise DataError(path, "video cannot be opened (not a readable AVI)")
         return {
-            "frames": int(capture.get(cv2.CAP_PROP_FRAME_COUNT)),
+            "frames": capture_int(capture, cv2.CAP_PROP_FRAME_COUNT),
             "fps": float(capture.get(cv2.CAP_PROP_FPS)),
-            "height": int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
-            "width": int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+            "height": capture_int(capture, cv2.CAP_PROP_FRAME_HEIGHT),
+            "width": capture_int(capture, cv2.CAP_PROP_FRAME_WIDTH),
         }
     finally:
         capture.release()

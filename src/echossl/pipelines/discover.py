@@ -374,7 +374,9 @@ def _pretrain_seconds(run_dir: Path, measured: float) -> float:
     record = run_dir / "pretrain_seconds.json"
     if record.is_file():
         return float(json.loads(record.read_text())["seconds"])
-    record.write_text(json.dumps({"seconds": measured}))
+    from echossl.io import atomic_write_text
+
+    atomic_write_text(record, json.dumps({"seconds": measured}))
     return measured
 
 

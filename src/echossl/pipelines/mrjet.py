@@ -28,6 +28,7 @@ from echossl.data.mrjet import MRJetClips, MRJetFrames, centre_box, load_truth, 
 from echossl.engine import TrainerOptions, best_checkpoint, fit, prepare_run
 from echossl.errors import EchosslError
 from echossl.evaluation.metrics import dice, mean_ci, write_metrics_json
+from echossl.io import atomic_write_text
 from echossl.methods.mrjet import JigsawModule, JigsawViews, MRJetModule, predict_peaks
 from echossl.progress import progress_bar
 from echossl.simulate.mrjet import SEVERITIES, severity_grade
@@ -330,8 +331,8 @@ def reproduce_mrjet(out, cfg: dict, opts: TrainerOptions, *, data=None, videos: 
     result = {"preset": cfg.get("preset"), "data": str(data), "split": "TEST", "rows": rows,
               "pretrain": {k: json.loads((v / "metrics.json").read_text()) for k, v in pretrained.items()},
               "seconds": round(time.perf_counter() - start, 1)}
-    (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "results.md").write_text(results_markdown(rows))
+    atomic_write_text(out / "results.json", json.dumps(result, indent=2) + "\n")
+    atomic_write_text(out / "results.md", results_markdown(rows))
     return result
 
 
