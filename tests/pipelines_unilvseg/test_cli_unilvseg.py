@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -56,6 +57,12 @@ def test_pretrain_then_video_seg_writes_metrics(sim_echonet, tiny_unilvseg, tmp_
     main(["evaluate", "--checkpoint", str(seg / "checkpoints" / "last.ckpt"), "--data", str(sim_echonet),
           "--out", str(out), "--config", str(tiny_unilvseg)])
     assert json.loads(out.read_text())["dice"] == pytest.approx(metrics["dice"])
+
+    csv = tmp_path / "pred.csv"
+    main(["predict", str(sim_echonet / "Videos"), "--checkpoint", str(seg), "--out", str(csv)])
+    table = pd.read_csv(csv)
+    assert list(table.columns) == ["FileName", "EF", "ED_Frame", "ES_Frame", "EF_Seg"] and len(table) == 16
+    assert (table["ED_Frame"] != table["ES_Frame"]).all() and table["EF"].notna().all()
 
 
 @pytest.mark.slow

@@ -12,8 +12,8 @@
   terminal summary and, when ``$ECHOSSL_FUZZ_REPORT`` is set, written there as JSON.
 * The hypothesis profile ``echossl-fuzz``: ``$ECHOSSL_FUZZ_EXAMPLES`` examples per
   test (random, for long exploratory runs), else 100 derandomized ones (reproducible CI).
-* Every test here must not raise the process's peak memory by more than 1 GiB
-  (a header that makes a reader allocate its claimed size fails this).
+* A fuzz test fails if it raised the process's peak memory by more than 1 GiB
+  (a header that makes a reader allocate its claimed size would).
 """
 
 from __future__ import annotations
@@ -240,18 +240,28 @@ class _Cases:
 
 @pytest.fixture
 def cases(request):
-    """Call ``cases(outcome)`` once per example; the count goes to the report."""
+    """Call ``cases(outcome)`` once per example; the count goes to the report.
+
+    Also fails the test if it raised the process's peak resident memory by more
+    than 1 GiB (a header that makes a reader allocate its claimed size does).
+    """
     counter = _Cases()
     start = time.perf_counter()
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     yield counter
+    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before
     _COUNTS[request.node.nodeid] = {"cases": counter.n, "loaded": counter.loaded, "refused": counter.refused,
-                                    "seconds": round(time.perf_counter() - start, 2)}
+                                    "seconds": round(time.perf_counter() - start, 2),
+                                    "peak_memory_growth_mib": round(grown / 1024, 1)}
     target = os.environ.get("ECHOSSL_FUZZ_REPORT")
     if target:
         from echossl.io import atomic_write_text
 
         total = sum(v["cases"] for v in _COUNTS.values())
-        atomic_write_text(target, json.dumps({"tests": _COUNTS, "total_cases": total}, indent=2))
+        seconds = round(sum(v["seconds"] for v in _COUNTS.values()), 1)
+        atomic_write_text(target, json.dumps({"tests": _COUNTS, "total_cases": total,
+                                              "total_seconds": seconds}, indent=2))
+    assert grown < MEMORY_BUDGET_KB, f"peak memory grew by {grown / 1024:.0f} MiB"
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -264,24 +274,20 @@ def pytest_terminal_summary(terminalreporter):
     terminalreporter.write_line(f"{sum(c['cases'] for c in _COUNTS.values()):6d}  total")
 
 
-@pytest.fixture(autouse=True)
-def _memory_budget():
-    """Fail a test that raised the process's peak resident memory by more than 1 GiB."""
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    yield
-    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
-    assert grown < MEMORY_BUDGET_KB, f"peak memory grew by {grown / 1024:.0f} MiB"
+def run_cli(argv: list[str]) -> tuple[int, str]:
+    """``echossl ARGV`` in this process: ``(exit code, stdout + stderr)``."""
+    from contextlib import redirect_stderr, redirect_stdout
 
+    from echossl.cli import main
 
-@pytest.fixture(autouse=True)
-def _fresh_memos():
-    """The EchoNet validation memo is per process: forget other tests' folders."""
-    from echossl.data import echonet
-
-    echonet._VALIDATED.clear()
-    echonet._PROBES.clear()
-    echonet._PROBES_LOADED.clear()
-    yield
+    out = io.StringIO()
+    with redirect_stdout(out), redirect_stderr(out):
+        try:
+            main(argv)
+            code = 0
+        except SystemExit as ex:
+            code = ex.code if isinstance(ex.code, int) else 1
+    return code, out.getvalue()
 
 
 @pytest.fixture
@@ -290,4 +296,4 @@ def helpers():
     import types
 
     return types.SimpleNamespace(mutate=mutate, corrupt_cell=corrupt_cell, expect_clean=expect_clean,
-                                 assert_problems_named=assert_problems_named)
+                                 assert_problems_named=assert_problems_named, run_cli=run_cli)

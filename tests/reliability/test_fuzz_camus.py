@@ -4,8 +4,6 @@ fields), split lists. A clean load or one DataError naming the file (and line)."
 from __future__ import annotations
 
 import gzip
-import subprocess
-import sys
 import tracemalloc
 
 import nibabel as nib
@@ -159,12 +157,11 @@ def test_split_lists_in_another_encoding(pristine, fresh_copy):
         assert camus.camus_splits(root) == {"TRAIN": [P], "VAL": ["patient0002"], "TEST": []}
 
 
-def test_cli_data_check_bad_cfg(pristine, fresh_copy):
+def test_cli_data_check_bad_cfg(pristine, fresh_copy, helpers):
     with fresh_copy(pristine("camus")) as root:
         cfg = root / CFG
         cfg.write_text(cfg.read_text().replace("ES:", "ES: abc\nold:", 1))
-        res = subprocess.run([sys.executable, "-m", "echossl", "data", "check", str(root)],
-                             capture_output=True, text=True, timeout=120)
-        assert res.returncode == 1 and "Traceback" not in res.stdout + res.stderr
-        errors = [ln for ln in res.stdout.splitlines() if ln.startswith("error:")]
-        assert errors == [f"error: {cfg}, row 2: ES must be a 1-based frame number, got 'abc'."], res.stdout
+        code, output = helpers.run_cli(["data", "check", str(root)])
+        assert code == 1 and "Traceback" not in output
+        errors = [ln for ln in output.splitlines() if ln.startswith("error:")]
+        assert errors == [f"error: {cfg}, row 2: ES must be a 1-based frame number, got 'abc'."], output

@@ -4,8 +4,6 @@ files. Every outcome is a clean load or a DataError naming the file (and row).""
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
 import tracemalloc
 import zipfile
 
@@ -105,7 +103,7 @@ def test_mrjet_mask_header_claiming_huge_array(pristine, fresh_copy):
                    for p in problems), problems
 
 
-def test_cli_data_check_mrjet(pristine, fresh_copy):
+def test_cli_data_check_mrjet(pristine, fresh_copy, helpers):
     with fresh_copy(pristine("mrjet")) as root:
         path = root / mrjet.INDEX_FILE
         lines = path.read_text().splitlines()
@@ -114,11 +112,10 @@ def test_cli_data_check_mrjet(pristine, fresh_copy):
         cells[header.index("MaxFrames")] = "inf"
         lines[2] = ",".join(cells)
         path.write_text("\n".join(lines) + "\n")
-        res = subprocess.run([sys.executable, "-m", "echossl", "data", "check", str(root)],
-                             capture_output=True, text=True, timeout=120)
-        assert res.returncode == 1 and "Traceback" not in res.stdout + res.stderr
-        errors = [ln for ln in res.stdout.splitlines() if ln.startswith("error:")]
-        assert errors == [f"error: {path}, row 2: MaxFrames 'inf' is not a list of frame numbers."], res.stdout
+        code, output = helpers.run_cli(["data", "check", str(root)])
+        assert code == 1 and "Traceback" not in output
+        errors = [ln for ln in output.splitlines() if ln.startswith("error:")]
+        assert errors == [f"error: {path}, row 2: MaxFrames 'inf' is not a list of frame numbers."], output
 
 
 # --------------------------------------------------------------------------- #
@@ -199,11 +196,10 @@ def test_sweep_json_shapes(text, pristine, fresh_copy):
             sweep.read_meta(root)
 
 
-def test_cli_data_check_sweep(pristine, fresh_copy):
+def test_cli_data_check_sweep(pristine, fresh_copy, helpers):
     with fresh_copy(pristine("sweep")) as root:
         (root / "sweep.json").write_bytes(b'{"planes": ["\xff\xfe"]}')
-        res = subprocess.run([sys.executable, "-m", "echossl", "data", "check", str(root)],
-                             capture_output=True, text=True, timeout=120)
-        assert res.returncode == 1 and "Traceback" not in res.stdout + res.stderr
-        errors = [ln for ln in res.stdout.splitlines() if ln.startswith("error:")]
-        assert errors == [f"error: {root / 'sweep.json'}: is not valid JSON (UnicodeDecodeError)."], res.stdout
+        code, output = helpers.run_cli(["data", "check", str(root)])
+        assert code == 1 and "Traceback" not in output
+        errors = [ln for ln in output.splitlines() if ln.startswith("error:")]
+        assert errors == [f"error: {root / 'sweep.json'}: is not valid JSON (UnicodeDecodeError)."], output

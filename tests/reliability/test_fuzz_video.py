@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import tracemalloc
 
 import numpy as np
@@ -134,12 +132,11 @@ def test_absurd_header_numbers_are_zero_not_crash(nan_prop, monkeypatch, tmp_pat
     assert (info["frames"], info["height"], info["width"]) == (0, 0, 0)
 
 
-def test_cli_data_check_garbage_avi(pristine, fresh_copy):
+def test_cli_data_check_garbage_avi(pristine, fresh_copy, helpers):
     with fresh_copy(pristine("echonet")) as root:
         avi = _one_avi(root)
         avi.write_bytes(avi.read_bytes()[:300])
-        res = subprocess.run([sys.executable, "-m", "echossl", "data", "check", str(root)],
-                             capture_output=True, text=True, timeout=120)
-        assert res.returncode == 1 and "Traceback" not in res.stdout + res.stderr
-        errors = [ln for ln in res.stdout.splitlines() if ln.startswith("error:")]
-        assert len(errors) == 1 and str(avi) in errors[0] and "FileList.csv row" in errors[0], res.stdout
+        code, output = helpers.run_cli(["data", "check", str(root)])
+        assert code == 1 and "Traceback" not in output
+        errors = [ln for ln in output.splitlines() if ln.startswith("error:")]
+        assert len(errors) == 1 and str(avi) in errors[0] and "FileList.csv row" in errors[0], output

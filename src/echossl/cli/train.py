@@ -111,7 +111,7 @@ def predict_cmd(inputs: Annotated[list[Path], typer.Argument(help="AVI files or 
                 out: Annotated[Path, typer.Option("--out", help="CSV to write.")],
                 overlay: Annotated[Optional[Path], typer.Option("--overlay", help="Folder for mask-outline videos (seg).")] = None,
                 preset: Preset = "cpu", config: ConfigFile = None):
-    """Predict EF (EF models) or masks, ED/ES frames and EF_Seg (segmentation models) for videos."""
+    """Predict EF (EF models) or masks, ED/ES frames and EF_Seg (seg and video-seg models) for videos."""
     from echossl.evaluation.predict import predict
 
     table = predict(checkpoint, inputs, out, cfg=resolve(preset, config), overlay_dir=overlay)

@@ -34,20 +34,38 @@ def gather_videos(inputs) -> list[Path]:
     return videos
 
 
+def _segmenter(ckpt: dict, cfg: dict):
+    """``(F, H, W, 3)`` uint8 frames -> ``(F, H, W)`` LV probability, for a ``seg`` or ``video-seg`` checkpoint.
+
+    A 2D segmenter runs frame by frame; a video segmenter over sliding clips,
+    with overlapping predictions averaged (UniLVSeg whole-video inference).
+    """
+    if ckpt["hyper_parameters"]["task"] == "seg":
+        from echossl.pipelines import semisupervised_ef as pipe
+
+        module, hp = pipe.load_segmenter(ckpt["path"])
+        return lambda frames: pipe.segment_video(module, frames, hp["norm"], cfg["seg"].get("infer_batch", 64))
+    from echossl.pipelines import unilvseg
+
+    module, hp = unilvseg.load_module(ckpt["path"])
+    return lambda frames: unilvseg.segment_video(module.net, frames, hp["norm"], clip_frames=hp["frames"],
+                                                 period=hp["period"])
+
+
 def predict(checkpoint, inputs, out_csv, *, cfg: dict, overlay_dir=None) -> pd.DataFrame:
-    """Write ``out_csv`` with ``FileName,EF`` (+ ``ED_Frame,ES_Frame,EF_Seg`` for seg checkpoints)."""
+    """Write ``out_csv`` with ``FileName,EF`` (+ ``ED_Frame,ES_Frame,EF_Seg`` for seg and video-seg checkpoints)."""
     from echossl.pipelines import semisupervised_ef as pipe
 
     videos = gather_videos(inputs)
-    ckpt = load_checkpoint(checkpoint, expect_task=("seg", "ef", "distill"))
+    ckpt = load_checkpoint(checkpoint, expect_task=("seg", "video-seg", "ef", "distill"))
     task = ckpt["hyper_parameters"]["task"]
     cache = FrameCache()
     rows = []
-    if task == "seg":
-        module, hp = pipe.load_segmenter(ckpt["path"])
+    if task in ("seg", "video-seg"):
+        lv_probability = _segmenter(ckpt, cfg)
         for path in progress_bar(videos, "segmenting"):
             frames = cache.get(path)
-            probs = pipe.segment_video(module, frames, hp["norm"], cfg["seg"].get("infer_batch", 64))
+            probs = lv_probability(frames)
             result = segmentation_ef(probs >= 0.5)
             rows.append({"FileName": path.stem, "EF": result["ef"], "ED_Frame": int(result["ed_frame"]),
                          "ES_Frame": int(result["es_frame"]), "EF_Seg": result["ef"]})

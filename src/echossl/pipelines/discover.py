@@ -117,9 +117,9 @@ def pretrain(root, out, cfg: dict, opts: TrainerOptions, *, variant: str = "disc
     train = EchoNetDynamic(split.root, "TRAIN", filenames=split.train, clips=1, pad=d.get("pad"), **common)
     val = EchoNetDynamic(split.root, "VAL", filenames=split.val, clips=1, **common)
     bs = int(d["batch_size"])
-    fit(module, _loader(train, bs, cfg, True, drop_last=len(train) > bs), _loader(val, bs, cfg, False), run, opts,
-        monitor="val_loss", mode="min")
-    if evaluate:
+    trainer = fit(module, _loader(train, bs, cfg, True, drop_last=len(train) > bs), _loader(val, bs, cfg, False),
+                  run, opts, monitor="val_loss", mode="min")
+    if evaluate and trainer.is_global_zero:  # under DDP, evaluate once
         evaluate_checkpoint(best_checkpoint(run), split.root, "TEST", run / "metrics.json", cfg=cfg, camus=camus,
                             device=_device(opts))
     return run

@@ -89,8 +89,10 @@ def pretrain_jigsaw(data, out, cfg: dict, opts: TrainerOptions, *, color: bool =
     train = MRJetFrames(data, names["TRAIN"], frames_per_video=j["frames_per_video"], transform=views)
     val = MRJetFrames(data, names["VAL"], frames_per_video=max(2, j["frames_per_video"] // 4), transform=views)
     # L_c needs negatives: never a last batch of a single frame
-    fit(module, _loader(train, j["batch_size"], cfg, True, drop_last=len(train) > j["batch_size"]),
-        _loader(val, j["batch_size"], cfg, False), run, opts, monitor="val_loss", mode="min")
+    trainer = fit(module, _loader(train, j["batch_size"], cfg, True, drop_last=len(train) > j["batch_size"]),
+                  _loader(val, j["batch_size"], cfg, False), run, opts, monitor="val_loss", mode="min")
+    if not trainer.is_global_zero:
+        return run  # under DDP, evaluate once
     evaluate_jigsaw(best_checkpoint(run), data, "TEST", run / "metrics.json", cfg=cfg, names=names["TEST"])
     return run
 
@@ -155,8 +157,10 @@ def train_mrjet(data, out, cfg: dict, opts: TrainerOptions, *, init: str | Path 
     common = {"crop": norm["crop"], "size": norm["size"], "mean": norm["mean"], "std": norm["std"]}
     train = MRJetClips(data, labeled, length=t["length"], train=True, samples=t["samples_per_epoch"], **common)
     val = MRJetClips(data, names["VAL"], length=None, **common)
-    fit(module, _loader(train, t["batch_size"], cfg, True), _loader(val, 1, cfg, False), run, opts,
-        monitor="val_loss", mode="min")
+    trainer = fit(module, _loader(train, t["batch_size"], cfg, True), _loader(val, 1, cfg, False), run, opts,
+                  monitor="val_loss", mode="min")
+    if not trainer.is_global_zero:
+        return run  # under DDP, evaluate once
     evaluate_mrjet(best_checkpoint(run), data, "TEST", run / "metrics.json", names=names["TEST"],
                    device=_device(opts), extra={"labeled_videos": len(labeled)})
     return run

@@ -273,8 +273,11 @@ def pretrain(root, out, cfg: dict, opts: TrainerOptions, *, arch: str = "unet3d"
     clip = dict(frames=frames, period=period, norm=split.norm, anchored=False)
     train_ds = UniLVSegClips(split.root, split.train, train=True, augment=s.get("augment"), **clip)
     val_ds = UniLVSegClips(split.root, split.val, train=False, **clip)
-    fit(module, _loader(train_ds, pre["batch_size"], cfg, True), _loader(val_ds, pre["batch_size"], cfg, False),
-        run, _trainer_options(opts, pre["max_epochs"]), monitor="val_loss", mode="min")
+    trainer = fit(module, _loader(train_ds, pre["batch_size"], cfg, True),
+                  _loader(val_ds, pre["batch_size"], cfg, False), run, _trainer_options(opts, pre["max_epochs"]),
+                  monitor="val_loss", mode="min")
+    if not trainer.is_global_zero:
+        return run  # under DDP, evaluate once
     evaluate_checkpoint(best_checkpoint(run), split.root, "TEST", run / "metrics.json", cfg=cfg, device=_device(opts))
     return run
 
@@ -311,8 +314,11 @@ def train(root, out, cfg: dict, opts: TrainerOptions, *, arch: str = "unet3d", i
     clip = dict(frames=frames, period=period, norm=split.norm, anchored=True)
     train_ds = UniLVSegClips(split.root, split.labeled, train=True, augment=s.get("augment"), **clip)
     val_ds = UniLVSegClips(split.root, split.val, train=False, **clip)
-    fit(module, _loader(train_ds, seg["batch_size"], cfg, True), _loader(val_ds, seg["batch_size"], cfg, False),
-        run, _trainer_options(opts, seg["max_epochs"]), monitor="val_dice", mode="max")
+    trainer = fit(module, _loader(train_ds, seg["batch_size"], cfg, True),
+                  _loader(val_ds, seg["batch_size"], cfg, False), run, _trainer_options(opts, seg["max_epochs"]),
+                  monitor="val_dice", mode="max")
+    if not trainer.is_global_zero:
+        return run  # under DDP, evaluate once
     evaluate_checkpoint(best_checkpoint(run), split.root, "TEST", run / "metrics.json", cfg=cfg,
                         device=_device(opts), masks_dir=run / "masks")
     return run

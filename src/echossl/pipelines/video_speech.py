@@ -111,8 +111,8 @@ def pretrain(root, out, cfg: dict, opts: TrainerOptions, *, variant: str | None 
     workers = int(vs["data"].get("workers", 0))
     train = _loader(_intervals(scans["TRAIN"], vs, seed=None), p["batch_size"], True, workers, drop_last=True)
     val = _loader(_intervals(scans["VAL"], vs, seed=cfg["seed"]), p["batch_size"], False, workers)
-    fit(module, train, val, run, opts, monitor="val_loss", mode="min")
-    if scans.get("TEST"):
+    trainer = fit(module, train, val, run, opts, monitor="val_loss", mode="min")
+    if scans.get("TEST") and trainer.is_global_zero:  # under DDP, evaluate once
         evaluate_pretext(best_checkpoint(run), scans["TEST"], cfg, run / "metrics.json", device=_device(opts))
     return run
 
@@ -214,8 +214,8 @@ def train_plane(root, out, cfg: dict, opts: TrainerOptions, *, init: str | None 
     train = _loader(sw.PlaneFrames(labeled, step=t["frame_step"], size=size, augment=True, shift=t["shift"]),
                     t["batch_size"], True, workers, drop_last=True)
     val = _loader(sw.PlaneFrames(scans["VAL"], step=t["frame_step"], size=size), t["batch_size"], False, workers)
-    fit(module, train, val, run, opts, monitor="val_f1", mode="max")
-    if scans.get("TEST"):
+    trainer = fit(module, train, val, run, opts, monitor="val_f1", mode="max")
+    if scans.get("TEST") and trainer.is_global_zero:  # under DDP, evaluate once
         evaluate_plane(best_checkpoint(run), scans["TEST"], cfg, run / "metrics.json", device=_device(opts))
     return run
 
@@ -320,8 +320,8 @@ def train_saliency(root, out, cfg: dict, opts: TrainerOptions, *, init: str | No
     train = _loader(_saliency_ds(root, labeled, cfg, size, t["out_size"]), t["batch_size"], True, workers,
                     drop_last=True)
     val = _loader(_saliency_ds(root, scans["VAL"], cfg, size, t["out_size"]), t["batch_size"], False, workers)
-    fit(module, train, val, run, opts, monitor="val_kl", mode="min")
-    if scans.get("TEST"):
+    trainer = fit(module, train, val, run, opts, monitor="val_kl", mode="min")
+    if scans.get("TEST") and trainer.is_global_zero:  # under DDP, evaluate once
         evaluate_saliency(best_checkpoint(run), root, scans["TEST"], cfg, run / "metrics.json", device=_device(opts))
     return run
 
