@@ -112,3 +112,17 @@ def test_targets_compare_in_the_right_direction():
     assert t["ddp_2proc_>=1.6x"]["met"] is None
     assert t["seg_css_data_wait_<10%"]["met"] is False and t["seg_css_loss_<=5%"]["met"] is True
     assert np.isclose(t["seg_css_loss_<=5%"]["value"], 0.01)
+
+
+class SlowEpochEnd(L.Callback):
+    def on_train_epoch_end(self, trainer, pl_module):
+        time.sleep(0.3)  # like saving a big checkpoint: not data loading
+
+
+def test_step_timer_does_not_count_epoch_end_work_as_wait():
+    timer = StepTimer(steps=6, warmup=1)
+    trainer = L.Trainer(max_epochs=50, callbacks=[SlowEpochEnd(), timer], logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
+    with pytest.raises(StepsMeasured):
+        trainer.fit(Tiny(), DataLoader(SlowData(6, 0.0), batch_size=2))
+    assert len(timer.wait) == 6 and max(timer.wait) < 0.15

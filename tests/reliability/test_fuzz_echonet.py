@@ -50,7 +50,7 @@ def test_filelist_cell(data, pristine, fresh_copy, cases, helpers):
             # a clean load of a corrupted checked cell: the value must still be valid
             good = out.iloc[row - 1]
             assert 0 <= good["EF"] <= 100 and good["Split"] in echonet.SPLITS
-            assert good["FileName"] and not echonet._escapes(good["FileName"])
+            assert good["FileName"] and not echonet.escapes(good["FileName"])
         _validate_everything(root, helpers)
 
 

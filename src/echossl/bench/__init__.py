@@ -47,14 +47,14 @@ def simulate_all(root: Path, quick: bool) -> dict:
     return data
 
 
-def _worker(family: str, data: dict, scratch: Path, *, steps: int, warmup: int, threads: int = 1,
-            devices: int = 1, strategy: str = "auto", timeout: float = 900) -> dict:
+def _worker(part: str, family: str, data: dict, scratch: Path, *, steps: int, warmup: int, threads: int = 1,
+            devices: int = 1, strategy: str = "auto", workers: int | None = None, timeout: float = 900) -> dict:
     """Run one :mod:`echossl.bench.worker` process and read back its JSON."""
-    tag = f"{family}-p{devices}-t{threads}"
+    tag = f"{part}-{family}-p{devices}-t{threads}"
     out_json = scratch / f"{tag}.json"
     cmd = [sys.executable, "-m", "echossl.bench.worker", family, "--out", str(scratch / tag), "--json", str(out_json),
            "--steps", str(steps), "--warmup", str(warmup), "--threads", str(threads), "--devices", str(devices),
-           "--strategy", strategy]
+           "--strategy", strategy] + ([] if workers is None else ["--workers", str(workers)])
     for key, path in data.items():
         cmd += [f"--{key}", str(path)]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
@@ -96,13 +96,19 @@ def bench_inference_part(data: dict, quick: bool) -> dict:
     return result
 
 
-def bench_training_part(data: dict, scratch: Path, quick: bool, progress) -> dict:
+def bench_training_part(data: dict, scratch: Path, quick: bool, progress) -> tuple[dict, dict]:
+    """Each family at the cpu preset (no DataLoader workers); those waiting >= 10% again with 1 worker."""
     steps, warmup = _size("steps", quick), _size("warmup", quick)
-    out = {}
+    preset, one_worker = {}, {}
     for family in FAMILIES:
         progress(f"training steps: {family}")
-        out[family] = _worker(family, data, scratch, steps=steps, warmup=warmup, threads=2)
-    return out
+        preset[family] = _worker("training", family, data, scratch, steps=steps, warmup=warmup, threads=2)
+    for family, r in preset.items():
+        if (r.get("data_wait_share") or 0) >= 0.10:
+            progress(f"training steps: {family}, 1 DataLoader worker")
+            one_worker[family] = _worker("workers1", family, data, scratch, steps=steps, warmup=warmup, threads=2,
+                                         workers=1)
+    return preset, one_worker
 
 
 def bench_scaling_part(data: dict, scratch: Path, quick: bool, progress) -> dict:
@@ -110,11 +116,11 @@ def bench_scaling_part(data: dict, scratch: Path, quick: bool, progress) -> dict
     steps = _size("ddp_steps", quick)
     runs = {}
     progress("scaling: 1 process, 1 thread")
-    runs["1 process x 1 thread"] = _worker("ef", data, scratch, steps=steps, warmup=2, threads=1)
+    runs["1 process x 1 thread"] = _worker("scaling", "ef", data, scratch, steps=steps, warmup=2, threads=1)
     progress("scaling: 1 process, 2 threads")
-    runs["1 process x 2 threads"] = _worker("ef", data, scratch, steps=steps, warmup=2, threads=2)
+    runs["1 process x 2 threads"] = _worker("scaling", "ef", data, scratch, steps=steps, warmup=2, threads=2)
     progress("scaling: 2-process DDP (gloo)")
-    runs["2 DDP processes x 1 thread"] = _worker("ef", data, scratch, steps=steps // 2, warmup=1, threads=1,
+    runs["2 DDP processes x 1 thread"] = _worker("scaling", "ef", data, scratch, steps=steps // 2, warmup=1, threads=1,
                                                  devices=2, strategy="ddp")
     base = runs["1 process x 1 thread"].get("samples_per_s")
     ddp = runs["2 DDP processes x 1 thread"].get("samples_per_s")
@@ -136,7 +142,7 @@ def run_bench(out_json: str | Path, *, quick: bool = False, progress=print) -> d
             result = {"quick": quick, "loading": bench_loading_part(data, scratch, quick)}
             progress("whole-video EF inference")
             result["inference"] = bench_inference_part(data, quick)
-            result["training"] = bench_training_part(data, scratch, quick, progress)
+            result["training"], result["training_1_worker"] = bench_training_part(data, scratch, quick, progress)
             result["scaling"] = bench_scaling_part(data, scratch, quick, progress)
         finally:
             if old_cache is None:
@@ -160,6 +166,8 @@ def targets(result: dict) -> dict:
     }
     for family, r in result["training"].items():
         t[f"{family}_data_wait_<10%"] = r.get("data_wait_share")
+        if family in result.get("training_1_worker", {}):
+            t[f"{family}_data_wait_1_worker_<10%"] = result["training_1_worker"][family].get("data_wait_share")
         if "loss_share" in r:
             t[f"{family}_loss_<=5%"] = r["loss_share"]
     limits = {">=5x": (5, 1), ">=2x": (2, 1), ">=1.6x": (1.6, 1), "<10%": (0.10, -1), "<=5%": (0.05, -1)}

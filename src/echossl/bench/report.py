@@ -87,6 +87,11 @@ def print_summary(result: dict) -> None:
         table.add_row(f"train {family}: samples/s, data wait, peak RSS",
                       f"{r['samples_per_s']:.1f}/s, {100 * r['data_wait_share']:.1f}%, {r['peak_rss_mb']:.0f} MB",
                       "wait < 10%", met(f"{family}_data_wait_<10%"))
+        if family in result.get("training_1_worker", {}):
+            w = result["training_1_worker"][family]
+            table.add_row("  same, 1 DataLoader worker", "failed" if "error" in w else
+                          f"{w['samples_per_s']:.1f}/s, {100 * w['data_wait_share']:.1f}%", "wait < 10%",
+                          met(f"{family}_data_wait_1_worker_<10%"))
         if "loss_share" in r:
             table.add_row(f"  {r['loss']} share of step", _fmt(r["loss_share"] and 100 * r["loss_share"], "{:.1f}%"),
                           "<= 5%", met(f"{family}_loss_<=5%"))

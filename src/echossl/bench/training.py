@@ -57,8 +57,9 @@ class StepTimer(Callback):
     """Times ``steps`` training steps after ``warmup`` steps; records the loss of every step.
 
     Wait runs from the end of one step to the start of the next, minus any
-    validation in between, so a validation pass is never mistaken for data
-    loading while the cost of starting a new epoch's loader is counted.
+    validation in between. The first step of an epoch waits from the epoch's
+    start, so starting the loader's iterator counts as data wait, while the
+    previous epoch's end (checkpoint saving, logging) does not.
     """
 
     steps: int
@@ -79,6 +80,9 @@ class StepTimer(Callback):
 
     def on_train_start(self, trainer, pl_module):
         self.world_size, self.global_rank = trainer.world_size, trainer.global_rank
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self._end, self._val_seconds = time.perf_counter(), 0.0
 
     def on_validation_start(self, trainer, pl_module):
         self._val_start = time.perf_counter()

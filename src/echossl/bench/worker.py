@@ -15,7 +15,19 @@ from echossl.bench.training import FAMILIES, LOSSES
 
 
 def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    """Peak RSS of this process in MB.
+
+    Linux's ``ru_maxrss`` survives ``execve``, so a worker started from a big
+    parent would report the parent's peak; ``VmHWM`` belongs to this process's
+    own address space.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux, bytes on macOS
 
 
 def run_family(family: str, data: dict, out: Path, opts, cfg: dict) -> None:
@@ -64,6 +76,9 @@ def measure(args) -> dict | None:
     # every TRAIN video labeled: the bench wants steps, not a realistic label budget
     cfg = load_config("cpu", None, {"seed": 0, "labeled_fraction": 1.0})
     cfg["discover"]["max_epochs"] = cfg["ef"]["max_epochs"] = 1000  # the timer ends the run, not the epochs
+    if args.workers is not None:
+        cfg["data"]["workers"] = args.workers
+        cfg["video_speech"]["data"]["workers"] = args.workers
     timer = StepTimer(steps=args.steps, warmup=args.warmup)
     # max_steps is a backstop: the timer normally ends the run first
     opts = TrainerOptions(max_epochs=1000, max_steps=args.warmup + args.steps + 2, devices=args.devices, strategy=args.strategy, progress=False,
@@ -79,7 +94,7 @@ def measure(args) -> dict | None:
     if timer.global_rank != 0:
         return None
     world = timer.world_size
-    result = {"family": args.family, "threads": args.threads, **timer.summary()}
+    result = {"family": args.family, "threads": args.threads, "workers": cfg["data"]["workers"], **timer.summary()}
     if loss_names:
         import importlib
 
@@ -110,6 +125,7 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--devices", type=int, default=1)
     ap.add_argument("--strategy", default="auto")
+    ap.add_argument("--workers", type=int, help="DataLoader worker processes (default: the cpu preset's)")
     args = ap.parse_args(argv)
     result = measure(args)
     if result is not None:

@@ -125,8 +125,9 @@ def camus_splits(root: str | Path) -> dict[str, list[str]]:
 def _nifti(path: Path):
     """``(image, shape)`` with the header checked; no voxel is read yet.
 
-    Refuses a shape with a zero or negative size, more than 4 axes of size > 1,
-    a non-numeric voxel type, or more than :data:`MAX_NIFTI_BYTES` once loaded.
+    Refuses a shape with a zero or negative size or more than 3 axes longer than 1,
+    a non-numeric voxel type, more than :data:`MAX_NIFTI_BYTES` once loaded, or a
+    file that holds fewer bytes than the header claims.
     """
     import nibabel as nib
 
@@ -145,12 +146,13 @@ def _nifti(path: Path):
         raise DataError(path, f"voxel type {dtype} is not a number type")
     # nibabel scales into float64 unless slope is 1 and intercept 0
     itemsize = dtype.itemsize if (slope, inter) == (1.0, 0.0) else max(dtype.itemsize, 8)
-    size = int(np.prod(shape, dtype=object)) * itemsize
+    voxels = int(np.prod(shape, dtype=object))  # Python ints: no overflow
+    size = voxels * itemsize
     if size > MAX_NIFTI_BYTES:
         raise DataError(path, f"header claims {shape} voxels ({size / 2**30:.3g} GiB once loaded), more than "
                               f"the {MAX_NIFTI_BYTES / 2**30:g} GiB echossl reads from one image")
     # nibabel allocates the claimed size before reading: check the file holds it
-    needed = offset + int(np.prod(shape, dtype=object)) * dtype.itemsize
+    needed = offset + voxels * dtype.itemsize
     held = _stored_bytes(path, needed)
     if held < needed:
         raise DataError(path, f"is truncated: its header needs {needed} bytes but the file holds {held}")

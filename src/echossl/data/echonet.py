@@ -67,9 +67,6 @@ def escapes(name: str) -> bool:
     return PurePosixPath(name).is_absolute() or PureWindowsPath(name).is_absolute() or ":" in name
 
 
-_escapes = escapes  # the name other modules knew
-
-
 def outside_root(root: Path, path: Path) -> bool:
     """True when ``path``, with every symlink followed, is not inside the data folder
     ``root`` (itself resolved, so the data folder may be a link to another disk)."""
@@ -138,7 +135,7 @@ def _filelist_problems(root: Path) -> tuple[pd.DataFrame, list[DataError]]:
 
     names = df["FileName"].map(_strip_avi)
     for i, name in enumerate(names):
-        if _escapes(name):
+        if escapes(name):
             problems.append(_problem(path, f"FileName {name!r} is not a plain file name "
                                            "inside Videos/ (no '..', separators, absolute paths, "
                                            f"control characters or more than {MAX_NAME_BYTES} bytes)",
@@ -193,7 +190,8 @@ def read_filelist(root: str | Path) -> pd.DataFrame:
     Raises:
         DataError: naming the file and 1-based row, for the first of: a missing
             column, EF NaN or outside [0, 100], a duplicate FileName, an unknown
-            Split, a FileName that escapes Videos/.
+            Split, a FileName that escapes Videos/ (by its name, or by a symbolic
+            link to outside the data folder).
     """
     df, problems = _filelist_problems(Path(root))
     if problems:
@@ -799,7 +797,7 @@ def load_truth(root, filename: str) -> dict | None:
     """
     folder = Path(root) / "echossl_truth"
     path = folder / f"{_strip_avi(filename)}.npz"
-    if _escapes(_strip_avi(filename)) or not path.is_file():
+    if escapes(_strip_avi(filename)) or not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as npz:

@@ -213,6 +213,9 @@ class DiscoverModule(L.LightningModule):
         decoder: ``{dim, depth, heads}`` of the token decoder.
         head: DINO head ``{hidden_dim, bottleneck_dim, output_dim}``.
         mask_ratio: share of tokens hidden from each student view (paper 0.9).
+        image_mask_ratio: the same for the image student's views; ``None`` uses
+            ``mask_ratio``. The paper gives one masking ratio (0.9, for the video
+            tubes) and none for the image branch, so by default both use it.
         views: masked student views per clip (M = N = 4 in the paper).
         image_frames: frames per clip the image student sees (None = all).
         temps: ``{teacher_start, teacher, warmup_epochs, student, center_momentum}``.
@@ -224,6 +227,7 @@ class DiscoverModule(L.LightningModule):
 
     def __init__(self, variant: str = "discover", video: dict | None = None, image: dict | None = None,
                  decoder: dict | None = None, head: dict | None = None, mask_ratio: float = 0.9, views: int = 4,
+                 image_mask_ratio: float | None = None,
                  image_frames: int | None = None, temps: dict | None = None, scd: dict | None = None,
                  ema: dict | None = None, lr: float = 1.5e-4, weight_decay: float = 0.05,
                  warmup_fraction: float = 0.1, norm: dict | None = None, length: int = 64, period: int = 3,
@@ -308,7 +312,8 @@ class DiscoverModule(L.LightningModule):
         pick = torch.rand(b, t, generator=generator).argsort(1)[:, :n_img].to(video.device)  # (B, F)
         flat = (pick + torch.arange(b, device=video.device)[:, None] * t).reshape(-1)  # rows of `frames`
         img_tokens = self.image_student.tokenize(frames[flat])  # (B*F, P, Di)
-        img_keep, _ = random_token_mask(views * flat.numel(), img_tokens.shape[1], hp.mask_ratio, video.device,
+        ratio = hp.mask_ratio if hp.get("image_mask_ratio") is None else hp.image_mask_ratio
+        img_keep, _ = random_token_mask(views * flat.numel(), img_tokens.shape[1], ratio, video.device,
                                         generator)
         img_student = self.image_student.encode(img_tokens.repeat(views, 1, 1), img_keep)[:, 0]
         img_student_out = self.image_student_head(img_student).reshape(views, flat.numel(), -1)

@@ -48,6 +48,7 @@ def build_module(variant: str, cfg: dict, norm: dict):
     d = cfg["discover"]
     return DiscoverModule(variant=variant, video=dict(d["video"]), image=dict(d["image"]),
                           decoder=dict(d["decoder"]), head=dict(d["head"]), mask_ratio=float(d["mask_ratio"]),
+                          image_mask_ratio=d.get("image_mask_ratio"),
                           views=int(d["views"]), image_frames=d.get("image_frames"), temps=dict(d["temps"]),
                           scd=dict(d["scd"]), ema=dict(d["ema"]), lr=float(d["lr"]),
                           weight_decay=float(d["weight_decay"]), warmup_fraction=float(d["warmup_fraction"]),
