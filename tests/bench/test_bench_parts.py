@@ -53,7 +53,7 @@ def _fit(timer, delay, val=True):
     trainer = L.Trainer(max_epochs=50, callbacks=[timer], logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                         accelerator="cpu")
-    with pytest.raises(StepsMeasured):
+    with timer.loader_clock(), pytest.raises(StepsMeasured):
         trainer.fit(Tiny(), DataLoader(SlowData(6, delay), batch_size=2),
                     DataLoader(SlowData(2, 0.0), batch_size=2) if val else None)
 
@@ -63,14 +63,14 @@ def test_step_timer_sees_data_wait_and_stops():
     _fit(timer, delay=0.02)  # a batch of 2 waits ~40 ms; the step itself is ~1 ms
     summary = timer.summary()
     assert summary["steps"] == 6 and summary["processes"] == 1
-    assert summary["data_wait_share"] > 0.8
+    assert summary["data_wait_share"] > 0.8 and summary["between_steps_share"] < 0.2
     assert all(n == 2 for n in timer.samples)
 
 
 def test_step_timer_does_not_count_validation_as_wait():
     timer = StepTimer(steps=6, warmup=1)
     _fit(timer, delay=0.0)  # 3 steps per epoch, then a 300 ms validation between epochs
-    assert len(timer.wait) == 6 and max(timer.wait) < 0.15
+    assert len(timer.wait) == 6 and max(timer.gap) < 0.15 and max(timer.wait) < 0.15
 
 
 def test_recording_keeps_the_first_call_and_restores_the_function():
@@ -123,6 +123,46 @@ def test_step_timer_does_not_count_epoch_end_work_as_wait():
     timer = StepTimer(steps=6, warmup=1)
     trainer = L.Trainer(max_epochs=50, callbacks=[SlowEpochEnd(), timer], logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
-    with pytest.raises(StepsMeasured):
+    with timer.loader_clock(), pytest.raises(StepsMeasured):
         trainer.fit(Tiny(), DataLoader(SlowData(6, 0.0), batch_size=2))
-    assert len(timer.wait) == 6 and max(timer.wait) < 0.15
+    assert len(timer.wait) == 6 and max(timer.gap) < 0.15
+
+
+class SlowStartSampler(torch.utils.data.Sampler):
+    """Starting each epoch's iterator costs 0.2 s; every later batch is free."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __len__(self):
+        return self.n
+
+    def __iter__(self):
+        time.sleep(0.2)
+        return iter(range(self.n))
+
+
+def test_epoch_start_wait_is_reported_apart_from_the_steady_share():
+    timer = StepTimer(steps=8, warmup=0)
+    trainer = L.Trainer(max_epochs=50, callbacks=[timer], logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
+    with timer.loader_clock(), pytest.raises(StepsMeasured):
+        trainer.fit(Tiny(), DataLoader(SlowData(8, 0.0), batch_size=2, sampler=SlowStartSampler(8)))
+    summary = timer.summary()
+    assert summary["steps_first_of_epoch"] == 2 and summary["epoch_start_wait_ms"] >= 190
+    assert summary["data_wait_share"] < 0.5 < summary["data_wait_share_all"]
+
+
+class SlowLogging(L.Callback):
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        time.sleep(0.05)  # per-step work that is not the loader's
+
+
+def test_per_step_overhead_is_not_counted_as_data_wait():
+    timer = StepTimer(steps=6, warmup=1)
+    trainer = L.Trainer(max_epochs=50, callbacks=[timer, SlowLogging()], logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
+    with timer.loader_clock(), pytest.raises(StepsMeasured):
+        trainer.fit(Tiny(), DataLoader(SlowData(12, 0.0), batch_size=2))
+    summary = timer.summary()
+    assert summary["data_wait_share"] < 0.2 and summary["between_steps_share"] > 0.6

@@ -84,50 +84,39 @@ def test_decoded_bytes_cap_stops_decoding(pristine, monkeypatch):
     assert peak < 40 * frame_bytes  # it stopped: the whole video is 130+ frames
 
 
+class FakeCapture:
+    """A stand-in for ``cv2.VideoCapture``: every property reads ``prop_value``; ``read`` yields ``frames``."""
+
+    def __init__(self, prop_value=8.0, frames=()):
+        self.prop_value, self.frames = prop_value, iter(frames)
+
+    def isOpened(self):
+        return True
+
+    def get(self, prop):
+        return self.prop_value
+
+    def read(self):
+        frame = next(self.frames, None)
+        return (False, None) if frame is None else (True, frame)
+
+    def release(self):
+        pass
+
+
 def test_frames_of_different_sizes_refused(monkeypatch, tmp_path):
     """An MJPG frame can carry its own size; np.stack would raise a bare ValueError."""
-    sizes = iter([(8, 8), (8, 8), (9, 8)])
-
-    class Fake:
-        def __init__(self, *args):
-            pass
-
-        def isOpened(self):
-            return True
-
-        def get(self, prop):
-            return 8.0
-
-        def read(self):
-            size = next(sizes, None)
-            return (False, None) if size is None else (True, np.zeros((*size, 3), np.uint8))
-
-        def release(self):
-            pass
-
+    frames = [np.zeros((*size, 3), np.uint8) for size in [(8, 8), (8, 8), (9, 8)]]
     path = tmp_path / "mixed.avi"
     path.write_bytes(b"RIFF")
-    monkeypatch.setattr(video.cv2, "VideoCapture", Fake)
+    monkeypatch.setattr(video.cv2, "VideoCapture", lambda *args: FakeCapture(8.0, frames))
     with pytest.raises(DataError, match=r"mixed\.avi: frame 2 is 8x9 pixels but frame 0 is 8x8"):
         video.read_video(path)
 
 
 @pytest.mark.parametrize("nan_prop", [np.nan, -1.0, 1e300])
 def test_absurd_header_numbers_are_zero_not_crash(nan_prop, monkeypatch, tmp_path):
-    class Fake:
-        def __init__(self, *args):
-            pass
-
-        def isOpened(self):
-            return True
-
-        def get(self, prop):
-            return nan_prop
-
-        def release(self):
-            pass
-
-    monkeypatch.setattr(video.cv2, "VideoCapture", Fake)
+    monkeypatch.setattr(video.cv2, "VideoCapture", lambda *args: FakeCapture(nan_prop))
     info = video.video_info(tmp_path / "x.avi")
     assert (info["frames"], info["height"], info["width"]) == (0, 0, 0)
 

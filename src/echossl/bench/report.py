@@ -84,8 +84,9 @@ def print_summary(result: dict) -> None:
         if "error" in r:
             table.add_row(f"train {family}", f"[red]failed: {r['error'][:80]}[/red]", "", "")
             continue
-        table.add_row(f"train {family}: samples/s, data wait, peak RSS",
-                      f"{r['samples_per_s']:.1f}/s, {100 * r['data_wait_share']:.1f}%, {r['peak_rss_mb']:.0f} MB",
+        table.add_row(f"train {family}: samples/s, data wait (between-step work), peak RSS",
+                      f"{r['samples_per_s']:.1f}/s, {100 * r['data_wait_share']:.1f}% "
+                      f"({100 * r['between_steps_share']:.0f}%), {r['peak_rss_mb']:.0f} MB",
                       "wait < 10%", met(f"{family}_data_wait_<10%"))
         if family in result.get("training_1_worker", {}):
             w = result["training_1_worker"][family]

@@ -56,44 +56,77 @@ def _batch_size(batch) -> int:
 class StepTimer(Callback):
     """Times ``steps`` training steps after ``warmup`` steps; records the loss of every step.
 
-    Wait runs from the end of one step to the start of the next, minus any
-    validation in between. The first step of an epoch waits from the epoch's
-    start, so starting the loader's iterator counts as data wait, while the
-    previous epoch's end (checkpoint saving, logging) does not.
+    A step's time is the gap since the previous step ended plus its compute
+    (forward, backward, optimiser step). Inside :meth:`loader_clock`, the time
+    spent in DataLoader ``next()`` calls is counted apart: that is the *data
+    wait*. The rest of the gap is Lightning's own per-step work (logging,
+    callbacks). Validation passes are left out of the gap, and so is the end
+    of an epoch (checkpoint saving): the first step of an epoch counts from the
+    epoch's start.
     """
 
     steps: int
     warmup: int = 2
     stop: bool = True
     wait: list = field(default_factory=list)
+    gap: list = field(default_factory=list)
     compute: list = field(default_factory=list)
     samples: list = field(default_factory=list)
+    first_of_epoch: list = field(default_factory=list)
     losses: list = field(default_factory=list)
     _seen: int = 0
     _end: float | None = None
     _start: float = 0.0
-    _pending: float | None = None
+    _pending: tuple | None = None
     _val_start: float = 0.0
     _val_seconds: float = 0.0
+    _loader_seconds: float = 0.0
+    _first: bool = True
     world_size: int = 1
     global_rank: int = 0
+
+    @contextlib.contextmanager
+    def loader_clock(self):
+        """Count the seconds spent in every DataLoader iterator's ``__next__`` while inside."""
+        from torch.utils.data.dataloader import _BaseDataLoaderIter
+
+        original = _BaseDataLoaderIter.__next__
+        timer = self
+
+        def timed_next(it):
+            t0 = time.perf_counter()
+            try:
+                return original(it)
+            finally:
+                timer._loader_seconds += time.perf_counter() - t0
+
+        _BaseDataLoaderIter.__next__ = timed_next
+        try:
+            yield self
+        finally:
+            _BaseDataLoaderIter.__next__ = original
 
     def on_train_start(self, trainer, pl_module):
         self.world_size, self.global_rank = trainer.world_size, trainer.global_rank
 
     def on_train_epoch_start(self, trainer, pl_module):
-        self._end, self._val_seconds = time.perf_counter(), 0.0
+        self._end, self._val_seconds, self._first = time.perf_counter(), 0.0, True
+        self._loader_seconds = 0.0
 
     def on_validation_start(self, trainer, pl_module):
         self._val_start = time.perf_counter()
 
     def on_validation_end(self, trainer, pl_module):
         self._val_seconds += time.perf_counter() - self._val_start
+        self._loader_seconds = 0.0  # validation batches are not training's wait
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         now = time.perf_counter()
-        self._pending = None if self._end is None else now - self._end - self._val_seconds
-        self._val_seconds = 0.0
+        if self._end is None:
+            self._pending = None
+        else:
+            self._pending = (now - self._end - self._val_seconds, self._loader_seconds)
+        self._val_seconds = self._loader_seconds = 0.0
         self._start = now
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
@@ -101,24 +134,45 @@ class StepTimer(Callback):
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         self.losses.append(float(loss.detach()) if loss is not None else float("nan"))
         if self._seen >= self.warmup and self._pending is not None:
-            self.wait.append(self._pending)
+            gap, loader = self._pending
+            self.gap.append(gap)
+            self.wait.append(min(loader, gap))
             self.compute.append(now - self._start)
             self.samples.append(_batch_size(batch))
+            self.first_of_epoch.append(self._first)
+        self._first = False
         self._seen += 1
         self._end = now
+        self._loader_seconds = 0.0
         if self.stop and len(self.compute) >= self.steps:
             raise StepsMeasured()
 
     def summary(self) -> dict:
-        """Samples/s over all processes (each measures its own share), median step, data-wait share."""
-        step = [w + c for w, c in zip(self.wait, self.compute)]
+        """Samples/s over all processes (each measures its own share), median step, time shares.
+
+        ``data_wait_share`` is the steady state: steps after the first of their
+        epoch. The first step of an epoch also pays for starting the loader,
+        reported as ``epoch_start_wait_ms``; on the bench's small data sets an
+        epoch is a few steps, so counting it in the share
+        (``data_wait_share_all``) weighs it far more than an EchoNet-sized epoch
+        of ~900 steps would. ``between_steps_share`` is Lightning's per-step
+        work outside the loader and the step (logging, callbacks).
+        """
+        step = [g + c for g, c in zip(self.gap, self.compute)]
         total = sum(step)
+        steady = [(w, s) for w, s, first in zip(self.wait, step, self.first_of_epoch) if not first] \
+            or list(zip(self.wait, step))
+        starts = [w for w, first in zip(self.wait, self.first_of_epoch) if first]
         return {
             "processes": self.world_size,
             "steps": len(step),
             "samples_per_s": self.world_size * sum(self.samples) / total if total else None,
             "step_ms_median": 1000 * statistics.median(step) if step else None,
-            "data_wait_share": sum(self.wait) / total if total else None,
+            "data_wait_share": sum(w for w, _ in steady) / sum(s for _, s in steady) if steady else None,
+            "data_wait_share_all": sum(self.wait) / total if total else None,
+            "between_steps_share": (sum(self.gap) - sum(self.wait)) / total if total else None,
+            "epoch_start_wait_ms": 1000 * statistics.median(starts) if starts else None,
+            "steps_first_of_epoch": len(starts),
         }
 
 

@@ -86,6 +86,7 @@ def measure(args) -> dict | None:
     data = {"echonet": args.echonet, "mrjet": args.mrjet, "sweep": args.sweep}
     module_name, loss_names = LOSSES[args.family]
     with contextlib.ExitStack() as stack:
+        stack.enter_context(timer.loader_clock())
         recorded = {n: stack.enter_context(recording(module_name, n)) for n in loss_names}
         try:
             run_family(args.family, data, args.out, opts, cfg)
