@@ -399,8 +399,9 @@ def forward_clips(net: torch.nn.Module, clips: torch.Tensor, device: torch.devic
     """EF of a batch of clips ``(B, C, T, H, W)`` -> ``(B,)`` float32, on ``device``.
 
     On CUDA the clips go channels-last-3d under bf16 autocast (cuDNN's fast 3D
-    convolutions); on CPU both were slower in ``echossl bench``, so they stay
-    contiguous float32 there.
+    convolutions). On CPU, ``echossl bench`` measured channels-last within noise
+    of contiguous inputs (10.2 vs 10.5 videos/s), and bf16 is emulated on most
+    CPUs, so CPU inputs stay contiguous float32.
     """
     clips = clips.to(device, non_blocking=True)
     if device.type != "cuda":
