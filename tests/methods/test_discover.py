@@ -165,3 +165,23 @@ def test_validation_losses_are_deterministic_and_leave_the_centre_alone():
         b = module.losses(video, generator=torch.Generator().manual_seed(5), update_center=False)["loss"]
     torch.testing.assert_close(a, b)
     assert torch.equal(centre, module.video_loss.dino.center)
+
+
+@pytest.mark.parametrize("image_ratio,visible", [(None, 2), (0.5, 8)])
+def test_image_mask_ratio_sets_the_image_students_visible_tokens(image_ratio, visible, monkeypatch):
+    """16 patches per 32x32 frame: 0.9 (the video ratio) leaves 2 visible, 0.5 leaves 8."""
+    import echossl.methods.discover as discover
+
+    seen = []
+    original = discover.random_token_mask
+
+    def spy(n, tokens, ratio, *args, **kwargs):
+        seen.append((tokens, ratio))
+        return original(n, tokens, ratio, *args, **kwargs)
+
+    monkeypatch.setattr(discover, "random_token_mask", spy)
+    torch.manual_seed(0)
+    module = DiscoverModule(variant="discover", mask_ratio=0.9, image_mask_ratio=image_ratio, **TINY)
+    module.losses(torch.randn(2, 3, 8, 32, 32))
+    tokens, ratio = seen[-1]  # the image student's mask is drawn last
+    assert tokens == 16 and tokens - int(round(tokens * ratio)) == visible
