@@ -33,6 +33,12 @@ from echossl.errors import CheckpointError, EchosslError
 from echossl.io import atomic_write_bytes, make_dirs, output_error
 
 
+# Lightning's CombinedLoader trips torch's LeafSpec deprecation when a pipeline
+# builds it, before any Trainer exists; the notice is about Lightning's code,
+# not the user's, so it is silenced as soon as the engine is imported.
+warnings.filterwarnings("ignore", ".*LeafSpec.*", FutureWarning)
+
+
 @dataclass
 class TrainerOptions:
     """Flags common to every training command (see CONTRACT.md)."""
@@ -155,7 +161,6 @@ def quiet_lightning() -> None:
                  "lightning.fabric.utilities.seed", "lightning.pytorch.utilities.model_summary"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
-    warnings.filterwarnings("ignore", ".*LeafSpec.*")
     warnings.filterwarnings("ignore", ".*number of training batches.*")
     warnings.filterwarnings("ignore", ".*Checkpoint directory.*exists and is not empty.*")
 

@@ -68,7 +68,10 @@ def _worker(part: str, family: str, data: dict, scratch: Path, *, steps: int, wa
     for key, path in data.items():
         cmd += [f"--{key}", str(path)]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    try:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"family": family, "error": f"no result within {timeout:.0f} s"}
     if proc.returncode != 0 or not out_json.exists():
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
         return {"family": family, "error": " | ".join(tail) or f"exit code {proc.returncode}"}
