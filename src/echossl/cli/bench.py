@@ -10,7 +10,7 @@ import typer
 
 def bench_cmd(out: Annotated[Path, typer.Option("--out", help="JSON file to write (plots go next to it).")]
               = Path("outputs/bench.json"),
-              quick: Annotated[bool, typer.Option("--quick", help="Fewer videos and steps (about 3 minutes on 2 CPU cores).")]
+              quick: Annotated[bool, typer.Option("--quick", help="Fewer videos and steps (about 1.5 minutes on 2 quiet CPU cores).")]
               = False):
     """Measure cache vs OpenCV, batched vs naive EF inference, training throughput, DDP scaling and memory."""
     from rich.console import Console
