@@ -55,13 +55,15 @@ def test_filelist_cell(data, pristine, fresh_copy, cases, helpers):
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize("name,reader", [("FileList.csv", echonet.read_filelist),
+                                         ("VolumeTracings.csv", echonet.read_tracings)])
 @FUZZ
 @given(data=st.data())
-def test_filelist_bytes(data, pristine, fresh_copy, cases, helpers):
+def test_csv_bytes(name, reader, data, pristine, fresh_copy, cases, helpers):
     with fresh_copy(pristine("echonet")) as root:
-        path = root / "FileList.csv"
+        path = root / name
         path.write_bytes(helpers.mutate(data, path.read_bytes()))
-        cases(helpers.expect_clean(lambda: echonet.read_filelist(root), file="FileList.csv"))
+        cases(helpers.expect_clean(lambda: reader(root), file=name))
         _validate_everything(root, helpers)
 
 
@@ -79,15 +81,6 @@ def test_tracings_cell(data, pristine, fresh_copy, cases, helpers):
         _validate_everything(root, helpers)
 
 
-@pytest.mark.timeout(120)
-@FUZZ
-@given(data=st.data())
-def test_tracings_bytes(data, pristine, fresh_copy, cases, helpers):
-    with fresh_copy(pristine("echonet")) as root:
-        path = root / "VolumeTracings.csv"
-        path.write_bytes(helpers.mutate(data, path.read_bytes()))
-        cases(helpers.expect_clean(lambda: echonet.read_tracings(root), file="VolumeTracings.csv"))
-        _validate_everything(root, helpers)
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-1", "1e30", "abc", b"\xff\xfe"])

@@ -273,12 +273,19 @@ def pretrain(root, out, cfg: dict, opts: TrainerOptions, *, arch: str = "unet3d"
     clip = dict(frames=frames, period=period, norm=split.norm, anchored=False)
     train_ds = UniLVSegClips(split.root, split.train, train=True, augment=s.get("augment"), **clip)
     val_ds = UniLVSegClips(split.root, split.val, train=False, **clip)
-    trainer = fit(module, _loader(train_ds, pre["batch_size"], cfg, True),
-                  _loader(val_ds, pre["batch_size"], cfg, False), run, _trainer_options(opts, pre["max_epochs"]),
-                  monitor="val_loss", mode="min")
-    if not trainer.is_global_zero:
-        return run  # under DDP, evaluate once
-    evaluate_checkpoint(best_checkpoint(run), split.root, "TEST", run / "metrics.json", cfg=cfg, device=_device(opts))
+    return _fit_and_evaluate(module, train_ds, val_ds, pre, run, cfg, opts, split.root, monitor="val_loss",
+                             mode="min")
+
+
+def _fit_and_evaluate(module, train_ds, val_ds, stage: dict, run: Path, cfg: dict, opts: TrainerOptions, root,
+                      *, monitor: str, mode: str, **evaluate_kw) -> Path:
+    """Fit one stage (its ``batch_size`` and ``max_epochs``), then evaluate its best checkpoint on TEST once."""
+    trainer = fit(module, _loader(train_ds, stage["batch_size"], cfg, True),
+                  _loader(val_ds, stage["batch_size"], cfg, False), run,
+                  _trainer_options(opts, stage["max_epochs"]), monitor=monitor, mode=mode)
+    if trainer.is_global_zero:  # under DDP, evaluate once
+        evaluate_checkpoint(best_checkpoint(run), root, "TEST", run / "metrics.json", cfg=cfg,
+                            device=_device(opts), **evaluate_kw)
     return run
 
 
@@ -314,14 +321,8 @@ def train(root, out, cfg: dict, opts: TrainerOptions, *, arch: str = "unet3d", i
     clip = dict(frames=frames, period=period, norm=split.norm, anchored=True)
     train_ds = UniLVSegClips(split.root, split.labeled, train=True, augment=s.get("augment"), **clip)
     val_ds = UniLVSegClips(split.root, split.val, train=False, **clip)
-    trainer = fit(module, _loader(train_ds, seg["batch_size"], cfg, True),
-                  _loader(val_ds, seg["batch_size"], cfg, False), run, _trainer_options(opts, seg["max_epochs"]),
-                  monitor="val_dice", mode="max")
-    if not trainer.is_global_zero:
-        return run  # under DDP, evaluate once
-    evaluate_checkpoint(best_checkpoint(run), split.root, "TEST", run / "metrics.json", cfg=cfg,
-                        device=_device(opts), masks_dir=run / "masks")
-    return run
+    return _fit_and_evaluate(module, train_ds, val_ds, seg, run, cfg, opts, split.root, monitor="val_dice",
+                             mode="max", masks_dir=run / "masks")
 
 
 # --------------------------------------------------------------------------- #
