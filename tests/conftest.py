@@ -24,11 +24,11 @@ def _private_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def sim_echonet(tmp_path_factory) -> Path:
-    """16 simulated videos in EchoNet-Dynamic's layout (TRAIN/VAL/TEST all non-empty)."""
+    """16 simulated videos (easy style) in EchoNet-Dynamic's layout (TRAIN/VAL/TEST all non-empty)."""
     from echossl.simulate.echonet import simulate_echonet
 
     root = tmp_path_factory.mktemp("echonet")
-    simulate_echonet(root, 16, seed=3, size=112, progress=False)
+    simulate_echonet(root, 16, seed=3, size=112, style="easy", progress=False)
     return root
 
 

@@ -46,7 +46,7 @@ class TrainerOptions:
     max_epochs: int | None = None
     max_steps: int | None = None
     devices: str | int = 1
-    accelerator: str = "cpu"
+    accelerator: str = "auto"
     num_nodes: int = 1
     strategy: str = "auto"
     precision: str = "32-true"

@@ -30,7 +30,15 @@ def demo_out(sim_echonet, tiny_config, tmp_path_factory):
 def test_demo_writes_results_and_report(demo_out):
     out, proc = demo_out
     results = json.loads((out / "results.json").read_text())
-    assert [r["method"] for r in results["rows"]] == ROWS
+    names = [r["method"] for r in results["rows"]]
+    assert names[:4] == ROWS  # the contract's rows first, then the bracketing rows of issue 14
+    assert {"video-only (all labels)", "video+true-masks (oracle)", "mean-EF (floor)"} <= set(names[4:])
+    assert results["n_test"] == results["rows"][0]["n"] > 0
+    claims = results["claims"]
+    assert claims and all(set(c) == {"claim", "difference", "ci95", "verdict"} for c in claims)
+    assert all(c["verdict"] in ("holds", "fails", "inconclusive") and c["ci95"][0] <= c["ci95"][1] for c in claims)
+    assert any("0.8x" in c["claim"] for c in claims) and any("gap" in c["claim"] for c in claims)
+    assert [r["row"] for r in results["ladder"]][:3] == ["mean-EF (floor)", "video-only", "video+true-masks (oracle)"]
     for row in results["rows"]:
         assert {"mae", "rmse", "r2", "r2_ci95"} <= set(row)
         assert row["mae"] >= 0
@@ -41,6 +49,7 @@ def test_demo_writes_results_and_report(demo_out):
     assert html.count("<img") >= 8  # 4 scatters, Bland-Altman, area curve, saliency, t-SNE
     assert len(list((out / "figures").glob("*.png"))) >= 8
     assert "Table IV" in proc.stdout and "video-only" in proc.stdout  # the printed table
+    assert "Claims" in proc.stdout and "Diagnostic ladder" in proc.stdout and "Claims" in html
 
 
 def test_demo_reuses_finished_stages(demo_out, sim_echonet, tiny_config):
@@ -76,4 +85,8 @@ def test_reproduce_table4_grid(sim_echonet, tiny_config, tmp_path):
     echossl("reproduce", "table4", "--data", sim_echonet, "--out", tmp_path, "--config", tiny_config,
             "--fractions", "1/4,1/2", "--seeds", "2")
     table = json.loads((tmp_path / "table4.json").read_text())
-    assert len(table["cells"]) == 2 * 2 * 4 and (tmp_path / "fig6.png").is_file()
+    # 5 rows at each fraction (Video+Seg.+Dist. included) and 3 in the All-labels column, per seed
+    assert len(table["cells"]) == 2 * (2 * 5 + 3) and (tmp_path / "fig6.png").is_file()
+    assert table["fractions"][-1] == 1.0 and table["split_seed"] == 0 and table["training_seeds"] == [0, 1]
+    assert any(c["method"] == "video+seg+dist" for c in table["cells"])
+    assert table["claims"] and table["n_test"] > 0

@@ -30,6 +30,22 @@ def test_sim_by_hand():
     assert similarity(Q, Q) == pytest.approx(1.0)
 
 
+def test_sim_min_max_normalises_a_floored_map():
+    # A softmax-like map with a floor: [.4, .1, .1, .4]. Min-max -> [1, 0, 0, 1] -> sum 1
+    # [.5, 0, 0, .5]; Q -> [1, 0, 0, 0]; SIM = min(.5, 1) = .5. Without min-max the map
+    # would be [.4, .1, .1, .4] and SIM = .4.
+    floored = np.array([[0.4, 0.1], [0.1, 0.4]])
+    assert similarity(floored, Q) == pytest.approx(0.5, abs=1e-12)
+    # a graded floored map: [.5, .2, .2, .1] -> min-max [1, .25, .25, 0] / 1.5
+    # density [.3, .3, .3, .1] -> min-max [1, 1, 1, 0] / 3
+    pred = np.array([[0.5, 0.2], [0.2, 0.1]])
+    dens = np.array([[0.3, 0.3], [0.3, 0.1]])
+    by_hand = min(1 / 1.5, 1 / 3) + 2 * min(0.25 / 1.5, 1 / 3) + 0.0
+    assert similarity(pred, dens) == pytest.approx(by_hand, abs=1e-12)
+    # scale and offset of either map do not change SIM (benchmark invariance)
+    assert similarity(3 * pred + 7, dens) == pytest.approx(by_hand, abs=1e-12)
+
+
 def test_nss_by_hand():
     # mean .5, std (N-1) sqrt(1/3); fixation on the top-left pixel: .5 / sqrt(1/3)
     assert nss(P, Q) == pytest.approx(0.5 / np.sqrt(1 / 3), abs=1e-9)

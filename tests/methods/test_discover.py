@@ -185,3 +185,131 @@ def test_image_mask_ratio_sets_the_image_students_visible_tokens(image_ratio, vi
     module.losses(torch.randn(2, 3, 8, 32, 32))
     tokens, ratio = seen[-1]  # the image student's mask is drawn last
     assert tokens == 16 and tokens - int(round(tokens * ratio)) == visible
+
+
+# --------------------------------------------------------------------------- #
+# issue 15: tube masking, position shortcut, optimiser stabilisers, collapse monitors, FLOPs
+# --------------------------------------------------------------------------- #
+
+
+def test_tube_mask_hides_the_same_patches_in_every_time_step():
+    from echossl.models.vit import tube_token_mask
+
+    grid = (4, 3, 5)  # T' x h x w = 60 tokens, 15 spatial positions
+    keep, masked = tube_token_mask(6, grid, 0.8)
+    assert keep.shape == (6, 4 * 3) and masked.shape == (6, 4 * 12)
+    for k, m in zip(keep, masked):
+        assert sorted(torch.cat([k, m]).tolist()) == list(range(60))
+        spatial = (k % 15).reshape(4, -1)
+        assert (spatial == spatial[0]).all(), "one spatial mask shared by all time steps"
+        assert torch.equal(k, k.sort().values)
+    assert not torch.equal(keep[0], keep[1])
+    # i.i.d. masking (the old behaviour) would almost surely differ between time steps
+    iid, _ = random_token_mask(1, 60, 0.8, generator=torch.Generator().manual_seed(0))
+    assert not ((iid[0] % 15).reshape(-1)[:3] == (iid[0] % 15).reshape(-1)[3:6]).all()
+
+
+def test_the_students_use_tube_masks(monkeypatch):
+    import echossl.methods.discover as discover
+
+    seen = []
+    original = discover.tube_token_mask
+
+    def spy(n, grid, ratio, *args, **kwargs):
+        seen.append(grid)
+        return original(n, grid, ratio, *args, **kwargs)
+
+    monkeypatch.setattr(discover, "tube_token_mask", spy)
+    for variant in ("discover", "videomae"):
+        DiscoverModule(variant=variant, **TINY).losses(torch.randn(2, 3, 8, 32, 32))
+    assert seen == [(4, 4, 4), (4, 4, 4)]
+
+
+def test_position_mean_removal_takes_the_position_shortcut_out_of_the_scd_targets():
+    from echossl.methods.discover import position_variance_share, remove_position_mean
+    from echossl.models.vit import ImageViT
+
+    torch.manual_seed(0)
+    vit = ImageViT(patch=8, dim=48, depth=2, heads=2).eval()
+    with torch.no_grad():
+        feats = vit(torch.randn(12, 3, 32, 32))[:, 1:].reshape(3, 4, 16, 48)
+    before = position_variance_share(feats)
+    after = position_variance_share(remove_position_mean(feats))
+    # noise frames (no shared anatomy): position still sets a clear share at initialisation
+    assert before > 0.05, f"position share at initialisation {before:.2f}"
+    assert after < 1e-6
+    # a pure position signal is all position; pure noise almost none
+    pos = torch.randn(1, 1, 16, 8).expand(3, 4, 16, 8)
+    assert position_variance_share(pos + 1e-4 * torch.randn(3, 4, 16, 8)) > 0.99
+    assert position_variance_share(torch.randn(50, 4, 16, 8)) < 0.1
+
+
+def test_scaled_lr_and_weight_decay_groups():
+    module = DiscoverModule(variant="discover", base_lr=1.5e-4, batch_size=64, **TINY)
+    assert module.peak_lr() == pytest.approx(1.5e-4 * 64 / 256)
+    assert DiscoverModule(variant="video-dino", lr=3e-4, **TINY).peak_lr() == pytest.approx(3e-4)
+    decay, no_decay = module.parameter_groups()
+    decayed = {id(p) for p in decay["params"]}
+    assert decay["weight_decay"] > 0 and no_decay["weight_decay"] == 0
+    assert id(module.prototypes) not in decayed
+    for head in (module.student_head, module.image_student_head):
+        assert not any(id(p) in decayed for p in head.last_layer.parameters())
+    for name, p in module.named_parameters():
+        if p.requires_grad and (name.endswith(".bias") or "norm" in name):
+            assert id(p) not in decayed, name
+    assert id(module.student.blocks[0].attn.qkv.weight) in decayed
+    n_trainable = sum(1 for p in module.parameters() if p.requires_grad)
+    assert len(decay["params"]) + len(no_decay["params"]) == n_trainable
+
+
+def test_last_layer_and_prototypes_frozen_in_the_first_epoch_and_clipping():
+    torch.manual_seed(0)
+    module = DiscoverModule(variant="discover", freeze_last_layer=1, grad_clip=0.5, **TINY)
+    module.losses(torch.randn(2, 3, 8, 32, 32))["loss"].backward()
+    assert module.prototypes.grad is not None
+    module.on_after_backward()  # current_epoch is 0 outside a Trainer
+    assert module.prototypes.grad is None
+    assert all(p.grad is None for p in module.student_head.last_layer.parameters())
+    assert any(p.grad is not None for p in module.student_head.layers.parameters())
+    assert module.hparams.grad_clip == 0.5
+
+
+def test_collapse_statistics_by_hand():
+    from echossl.methods.discover import collapse_statistics, collapse_warnings
+
+    k = 8
+    uniform = collapse_statistics(torch.zeros(4, k), torch.zeros(k), 0.1)
+    assert uniform["target_entropy_ratio"] == pytest.approx(1.0)
+    assert uniform["batch_entropy_ratio"] == pytest.approx(1.0)
+    one_hot = torch.full((4, k), -100.0)
+    one_hot[:, 2] = 100.0
+    dominated = collapse_statistics(one_hot, torch.zeros(k), 0.1)
+    assert dominated["target_entropy_ratio"] < 1e-3 and dominated["batch_entropy_ratio"] < 1e-3
+    spread = torch.full((k, k), -100.0)
+    spread[torch.arange(k), torch.arange(k)] = 100.0   # each sample sure, a different dimension each
+    healthy = collapse_statistics(spread, torch.zeros(k), 0.1)
+    assert healthy["target_entropy_ratio"] < 1e-3 and healthy["batch_entropy_ratio"] == pytest.approx(1.0)
+    assert collapse_warnings({"video_target_entropy_ratio": 0.99, "image_batch_entropy_ratio": 0.1,
+                              "video_batch_entropy_ratio": 0.5}) == [
+        "video_target_entropy_ratio = 0.990 (healthy <= 0.95)", "image_batch_entropy_ratio = 0.100 (healthy >= 0.3)"]
+
+
+def test_vit_flops_include_attention():
+    from echossl.pipelines.discover import count_flops
+
+    n_tok, d, heads = 1 + 2 * 4 * 4, 32, 2
+    vit = VideoViT(patch=8, tubelet=2, dim=d, depth=1, heads=heads, mlp_ratio=4.0).eval()
+    video = torch.randn(1, 3, 4, 32, 32)
+    n = n_tok - 1
+    by_hand = (2 * n * d * (3 * 8 * 8 * 2)          # Conv3d patch embedding
+               + 2 * n_tok * d * 3 * d               # qkv
+               + 2 * 2 * n_tok * n_tok * d           # Q K^T and A V over all heads
+               + 2 * n_tok * d * d                   # output projection
+               + 2 * 2 * n_tok * d * 4 * d)          # MLP
+    assert count_flops(vit, video) == by_hand
+    # without the math kernel the fused CPU attention is counted as 0
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        vit(video)
+    assert counter.get_total_flops() <= by_hand

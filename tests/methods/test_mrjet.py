@@ -206,3 +206,110 @@ def test_cli_pretrain_then_train_then_evaluate(mrjet_data, tmp_path):
 
     again = evaluate(tmp_path / "run", mrjet_data, "VAL", tmp_path / "val.json", cfg=load_config("cpu"))
     assert again["task"] == "mrjet" and again["split"] == "VAL"
+
+
+# --------------------------------------------------------------------------- #
+# issue 15: jigsaw anti-shortcut measures, colour strength, peak threshold, test windows
+# --------------------------------------------------------------------------- #
+
+
+def test_jittered_tiles_move_each_tile_inside_its_cell():
+    s, gap = 72, 6
+    cols = torch.arange(s, dtype=torch.float32).view(1, 1, s).expand(2, 3, s, s)  # two views
+    rows = cols.transpose(-1, -2)
+    t, cell = mj.tile_size(s, 3, gap), s // 3
+    g = torch.Generator().manual_seed(0)
+    tc = mj.jittered_tiles(cols, 3, gap, generator=g)
+    tr = mj.jittered_tiles(rows, 3, gap, generator=torch.Generator().manual_seed(0))
+    assert tc.shape == (2, 9, 3, t, t)
+    x0, y0 = tc[0, :, 0, 0, 0], tr[0, :, 0, 0, 0]
+    for j in range(9):
+        r, c = divmod(j, 3)
+        assert c * cell <= x0[j] <= c * cell + cell - t and r * cell <= y0[j] <= r * cell + cell - t
+        # a contiguous t x t patch
+        assert torch.equal(tc[0, j, 0, 0], x0[j] + torch.arange(t, dtype=torch.float32))
+    assert torch.equal(tc[0], tc[1]), "both views of a crop share the offsets"
+    # offsets vary from draw to draw and from tile to tile
+    starts = torch.stack([mj.jittered_tiles(cols, 3, gap)[0, :, 0, 0, 0] for _ in range(20)])
+    assert len({tuple(v.tolist()) for v in starts}) > 1
+    assert (starts - starts[:, :1]).abs().sum() > 0
+
+
+def test_per_tile_normalisation_removes_tile_statistics():
+    torch.manual_seed(0)
+    tiles = torch.randn(4, 9, 3, 12, 12) * torch.rand(4, 9, 3, 1, 1) * 5 + torch.randn(4, 9, 3, 1, 1) * 3
+    out = mj.normalise_tiles(tiles)
+    torch.testing.assert_close(out.mean(dim=(-2, -1)), torch.zeros(4, 9, 3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.std(dim=(-2, -1), unbiased=False), torch.ones(4, 9, 3), atol=1e-3, rtol=0)
+    views = mj.JigsawViews(crop_size=48, gap=6)
+    v = views(torch.randint(0, 255, (3, 90, 90), dtype=torch.uint8))
+    assert v.shape == (2, 9, 3, 12, 12)
+    assert v.mean(dim=(-2, -1)).abs().max() < 1e-4   # constant-colour channels give 0 too
+    # the old behaviour is still available
+    raw = mj.JigsawViews(crop_size=48, gap=6, tile_jitter=False, tile_norm=False)
+    torch.manual_seed(0)
+    ramp = torch.linspace(0, 255, 90).round().to(torch.uint8).view(1, 90, 1).expand(3, 90, 90)
+    # without per-tile normalisation a tile's mean brightness tells its row
+    assert raw(ramp).mean(dim=(-2, -1))[0, :, 0].std() > 0.1
+    assert views(ramp).mean(dim=(-2, -1)).abs().max() < 1e-4
+
+
+def test_colour_strength_sets_hue_range_and_jitter():
+    assert mj.colour_from_strength(1.0) == (0.8, 0.2)
+    assert mj.colour_from_strength(0.5) == (0.4, 0.1)
+    assert mj.colour_from_strength(5.0)[1] == 0.5
+    weak = mj.JigsawViews(crop_size=48, color_strength=0.25, grayscale=0.0)
+    strong = mj.JigsawViews(crop_size=48, color_strength=1.0, grayscale=0.9)
+    assert (weak.jitter, weak.hue, weak.grayscale) == (0.2, 0.05, 0.0)
+    assert (strong.jitter, strong.hue, strong.grayscale) == (0.8, 0.2, 0.9)
+    cj = strong.colour.transforms[0].transforms[0]
+    assert cj.hue == (-0.2, 0.2) and cj.brightness == (pytest.approx(0.2), pytest.approx(1.8))
+    assert strong.colour.transforms[1].p == 0.9
+
+
+def test_test_windows_match_the_training_clip_length():
+    from echossl.pipelines.mrjet import window_starts
+
+    assert window_starts(10, None) == [(0, 10)]
+    assert window_starts(10, 24) == [(0, 10)]
+    assert window_starts(48, 24) == [(0, 24), (24, 48)]
+    assert window_starts(50, 24) == [(0, 24), (24, 48), (26, 50)]
+    assert all(b - a == 24 for a, b in window_starts(77, 24))
+
+
+def test_windowed_inference_gives_each_window_a_fresh_lstm():
+    from echossl.pipelines.mrjet import infer_video
+
+    torch.manual_seed(0)
+    norm = {"mean": [0.2] * 3, "std": [0.25] * 3, "crop": 1.0, "size": 32}
+    frames = np.random.default_rng(0).integers(0, 255, (12, 32, 32, 3), dtype=np.uint8)
+    whole = mj.MRJetModule(backbone="small", lstm_hidden=8, recog_hidden=8, norm=norm).eval()
+    windowed = mj.MRJetModule(backbone="small", lstm_hidden=8, recog_hidden=8, norm=norm, window=6).eval()
+    with torch.no_grad():  # a strong recurrence, so that earlier frames visibly change later ones
+        for p in whole.net.lstm.parameters():
+            p.mul_(30)
+    windowed.load_state_dict(whole.state_dict())
+    e_w, p_w = infer_video(windowed, frames)
+    e_a, p_a = infer_video(whole, frames[:6])
+    e_b, p_b = infer_video(whole, frames[6:])
+    np.testing.assert_allclose(e_w, np.r_[e_a, e_b], atol=1e-5)
+    np.testing.assert_allclose(p_w, np.r_[p_a, p_b], atol=1e-6)
+    e_full, p_full = infer_video(whole, frames)
+    assert np.abs(p_full[6:] - p_b).max() > 1e-5, "without windows frame 6 sees frames 0-5"
+
+
+def test_peak_threshold_chosen_on_val(monkeypatch):
+    """A weak model whose E' peaks at 0.2: a fixed 0.3 finds nothing; the VAL choice finds them."""
+    from echossl.pipelines import mrjet as pm
+
+    e = np.full(40, 0.05)
+    true = np.array([5, 20, 35])
+    e[true] = 0.2
+    e[[12, 28]] = 0.1   # smaller distractor bumps
+    assert pm.peak_counts(e, true, 0.3, 4)[1] == 0
+    module = mj.MRJetModule(backbone="small", lstm_hidden=8, recog_hidden=8, peak_distance=4)
+    monkeypatch.setattr(pm, "FrameCache", lambda: type("C", (), {"get": lambda self, p: np.zeros((40, 8, 8, 3))})())
+    monkeypatch.setattr(pm, "load_truth", lambda data, name: {"e": np.isin(np.arange(40), true).astype(float)})
+    monkeypatch.setattr(pm, "infer_video", lambda module, frames, segment=True: (e, None))
+    height, f1 = pm.choose_peak_height(module, "data", ["a", "b"])
+    assert 0.1 <= height < 0.2 and f1 == pytest.approx(1.0)

@@ -12,7 +12,7 @@ import torch
 from echossl.data.sweep import Scan, VideoSpeechIntervals, sample_pairs
 from echossl.methods.video_speech import (
     ORDER_CLASSES, VideoSpeechPretraining, correlation_loss, cross_modal_contrast, energy_vad, log_spectrogram,
-    order_label,
+    order_label, voicing_control,
 )
 from echossl.simulate.sweep import LANGUAGE, SAMPLE_RATE, phrase
 
@@ -83,6 +83,35 @@ def test_interval_dataset_items():
         assert item["high_affinity"].all()
     # deterministic with a seed
     assert torch.equal(ds[3]["speech_neg"], ds[3]["speech_neg"])
+
+
+def test_vad_filter_applies_to_negatives_as_well():
+    """A voiced mask that is not all true: the first half of the scan is speech, the second not.
+
+    A pair is high-affinity only when both excerpts are voiced, so every pair used for the
+    correlation losses has a voiced negative and the speech-only control is at chance there."""
+    rng = np.random.default_rng(3)
+    fps, seconds = 10.0, 16.0
+    voiced = np.zeros(int(seconds * 100), bool)
+    voiced[: int(seconds * 50)] = True                      # 0-8 s voiced, 8-16 s silent
+    scan = Scan("a", rng.integers(0, 255, (int(fps * seconds), 32, 32), dtype=np.uint8),
+                rng.normal(0, 0.1, int(seconds * SR)).astype(np.float32), np.zeros(160, np.int64),
+                np.zeros((160, 2), np.float32), fps, voiced=voiced)
+    ds = VideoSpeechIntervals([scan], interval_seconds=2.0, excerpt_seconds=0.4, groups=4, shift_range=3, size=32,
+                              order_step=2, order_crop=0.5, min_voiced=0.5, seed=0)
+    items = [ds[i] for i in range(len(ds))]
+    pos = torch.cat([it["pos_voiced"] for it in items])
+    neg = torch.cat([it["neg_voiced"] for it in items])
+    high = torch.cat([it["high_affinity"] for it in items])
+    assert torch.equal(high, pos & neg)
+    # the boundary interval pairs a voiced positive with silent negatives: the old filter kept them
+    assert (pos & ~neg).any(), "test scan must produce voiced positives with unvoiced negatives"
+    assert neg[high].all() and pos[high].all()
+    assert 0 < high.float().mean() < 1
+    control = voicing_control(pos, neg)
+    assert control[pos].mean() > 0.5, "on the positive-only filter, voicing alone beats chance"
+    assert torch.allclose(control[high], torch.full_like(control[high], 0.5))
+    assert voicing_control(torch.tensor([True, False]), torch.tensor([False, True])).tolist() == [1.0, 0.0]
 
 
 def test_order_labels_identify_each_permutation_with_its_reverse():
@@ -185,3 +214,28 @@ def test_paper_backbone_is_se_resnext50_dilated():
     assert sum(isinstance(m, SqueezeExcitation) for m in net.modules()) == 16  # 3 + 4 + 6 + 3 bottlenecks
     with torch.no_grad():
         assert net.features(torch.zeros(1, 1, 64, 64)).shape == (1, 2048, 4, 4)  # output stride 16
+
+
+def test_evaluate_pretext_reports_the_speech_only_control(tmp_path):
+    from echossl.config import load_config
+    from echossl.pipelines.video_speech import evaluate_pretext
+
+    rng = np.random.default_rng(4)
+    fps, seconds = 10.0, 16.0
+    voiced = np.zeros(int(seconds * 100), bool)
+    voiced[: int(seconds * 50)] = True
+    scan = Scan("a", rng.integers(0, 255, (int(fps * seconds), 32, 32), dtype=np.uint8),
+                rng.normal(0, 0.1, int(seconds * SR)).astype(np.float32), np.zeros(160, np.int64),
+                np.zeros((160, 2), np.float32), fps, voiced=voiced)
+    cfg = load_config("cpu")
+    vs = cfg["video_speech"]
+    module = VideoSpeechPretraining(backbone=vs["backbone"] if "backbone" in vs else "small_se", width=4,
+                                    spec_size=32, proj_hidden=16, proj_dim=8)
+    ckpt = tmp_path / "m.ckpt"
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
+                "pytorch-lightning_version": "2"}, ckpt)
+    m = evaluate_pretext(ckpt, [scan], cfg, tmp_path / "metrics.json")
+    assert m["voicing_control_accuracy_high"] == pytest.approx(0.5)
+    assert m["voiced_negative_fraction_high"] == pytest.approx(1.0)
+    assert m["voicing_control_accuracy_positive_filter"] > 0.5
+    assert m["voiced_negative_fraction_positive_filter"] < 1.0

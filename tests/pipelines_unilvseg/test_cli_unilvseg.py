@@ -23,7 +23,8 @@ TINY = {
 }
 KEYS = {"task", "split", "n", "dice", "dice_ci95", "dice_ed", "dice_ed_ci95", "dice_es", "dice_es_ci95",
         "dice_unlabeled", "dice_unlabeled_ci95", "hf_power", "hf_power_ci95", "ef_mae", "params_m",
-        "gflops_per_frame"}
+        "gflops_per_frame", "dice_frame_mean", "dice_whole_video", "dice_whole_video_ci95",
+        "dice_whole_video_frame_mean"}
 
 
 @pytest.fixture(scope="module")

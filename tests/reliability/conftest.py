@@ -64,7 +64,7 @@ def pristine(tmp_path_factory):
             if fmt == "echonet":
                 from echossl.simulate.echonet import simulate_echonet
 
-                simulate_echonet(out, 3, seed=5, size=32, workers=1, progress=False)
+                simulate_echonet(out, 3, seed=5, size=32, style="easy", workers=1, progress=False)
             elif fmt == "camus":
                 from echossl.simulate.camus import simulate_camus
 

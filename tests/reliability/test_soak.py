@@ -71,7 +71,7 @@ def dirty_echonet(tmp_path_factory) -> tuple[Path, list[str]]:
     from echossl.simulate.echonet import simulate_echonet
 
     root = tmp_path_factory.mktemp("soak")
-    simulate_echonet(root, 24, seed=11, size=64, progress=False)
+    simulate_echonet(root, 24, seed=11, size=64, style="easy", progress=False)
     table = pd.read_csv(root / "FileList.csv")
     train = sorted(table.loc[table.Split == "TRAIN", "FileName"])
     test = sorted(table.loc[table.Split == "TEST", "FileName"])

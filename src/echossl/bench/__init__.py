@@ -22,6 +22,8 @@ from pathlib import Path
 
 from echossl.bench.training import FAMILIES
 
+__all__ = ["run_bench", "targets", "simulate_all", "warm_cache", "SIZES", "FAMILIES"]
+
 # (quick, full) sizes of each part
 SIZES = {
     "echonet_videos": (48, 96), "mrjet_videos": (8, 16), "sweep_videos": (8, 12),

@@ -23,6 +23,23 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"echossl {version('echossl')}")
+        except PackageNotFoundError:
+            typer.echo("echossl (not installed)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True,
+                                       callback=_version)) -> None:
+    """Label-efficient learning on echocardiography and ultrasound video."""
+
+
 def _register() -> None:
     # Imported here so `echossl --help` stays fast and a broken optional group
     # cannot take the whole CLI down at import time.
@@ -49,7 +66,7 @@ def _register() -> None:
         module.register(**groups)
 
 
-PAPER_MODULES = ("demo", "unilvseg", "discover", "mrjet", "video_speech", "bench")
+PAPER_MODULES = ("config", "demo", "unilvseg", "discover", "mrjet", "video_speech", "bench", "convert", "report")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,23 +1,33 @@
-"""``echossl export``: a checkpoint as safetensors plus a JSON config, for sharing."""
+"""``echossl export``: a checkpoint as safetensors plus a JSON config and a model card, for sharing."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
 
 def export_cmd(checkpoint: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="Checkpoint (.ckpt), run folder or export folder.")],
-               out: Annotated[Path, typer.Option("--out", help="Folder for model.safetensors and config.json.")]):
-    """Write OUT/model.safetensors (the weights, no pickle) and OUT/config.json (task, settings, sha256)."""
+               out: Annotated[Path, typer.Option("--out", help="Folder for model.safetensors, config.json, README.md (model card), config.yaml and metrics.json.")],
+               data: Annotated[Optional[Path], typer.Option("--data", help="The training data folder, described in the model card (videos per split, simulated or not).")] = None):
+    """Write OUT/model.safetensors (the weights, no pickle), OUT/config.json (task, settings, sha256) and a model card.
+
+    The card (OUT/README.md) gives the task, preset, training data, metrics with CIs, inference
+    settings, intended use and limits; the run's config.yaml and metrics.json are copied beside it.
+    """
     from rich.console import Console
 
     from echossl.checkpoints import export_checkpoint
 
-    config = export_checkpoint(checkpoint, out)
+    if data is not None and not data.is_dir():
+        from echossl.errors import EchosslError
+
+        raise EchosslError(f"data folder {data} does not exist or is not a folder")
+    config = export_checkpoint(checkpoint, out, training_data=data)
     Console().print(f"wrote {config['tensors']} tensors ({config['parameters']:,} values, task {config['task']}) "
-                    f"to {out}; use it with --checkpoint {out} or --init {out}/model.safetensors")
+                    f"and a model card (README.md) to {out}; use it with --checkpoint {out} "
+                    f"or --init {out}/model.safetensors")
 
 
 def register(app: typer.Typer) -> None:

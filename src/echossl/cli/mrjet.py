@@ -7,26 +7,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from echossl.cli.common import (
-    Compile, Threads, Accelerator, ConfigFile, Data, Devices, Init, LabeledFraction, MaxEpochs, MaxSteps, NumNodes, Out,
-    Precision, Preset, Resume, Seed, Strategy, Strict, require_dir, resolve, trainer_options,
-)
+from echossl.cli.common import Data, Out, RunFlags, print_metrics, require_dir, run_command
 
 
-def _options(cfg: dict, section: str, **flags):
-    # the mrjet settings live under one top-level key; the engine needs the run's seed too
-    return trainer_options({**cfg["mrjet"], "seed": cfg["seed"]}, section, **flags)
-
-
-def _print_metrics(path: Path) -> None:
-    import json
-
-    from rich.console import Console
-
-    metrics = json.loads(path.read_text())
-    Console().print(f"[bold]{path.parent}[/bold] " + ", ".join(
-        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()
-        if not k.endswith("_ci95")))
+def _options(flags: RunFlags, cfg: dict, section: str):
+    # the mrjet settings live under one top-level key
+    return flags.trainer(cfg, cfg["mrjet"].get(section, {}))
 
 
 def simulate_mrjet_cmd(
@@ -53,54 +39,40 @@ def simulate_mrjet_cmd(
         + f") in {time.perf_counter() - start:.1f} s")
 
 
+@run_command()
 def pretrain_jigsaw_cmd(
     data: Data, out: Out,
     color: Annotated[bool, typer.Option("--color/--no-color", help="Add the colour-tolerance loss L_c (eq. 5).")] = True,
-    preset: Preset = "cpu", config: ConfigFile = None, max_epochs: MaxEpochs = None, max_steps: MaxSteps = None,
-    seed: Seed = None, labeled_fraction: LabeledFraction = None, init: Init = None, resume: Resume = False,
-    devices: Devices = "1", accelerator: Accelerator = "cpu", num_nodes: NumNodes = 1, strategy: Strategy = "auto",
-    precision: Precision = "32-true", compile_: Compile = False, threads: Threads = None, strict: Strict = False,
+    *, flags: RunFlags,
 ):
     """Jigsaw (structure recovery, eq. 4) + colour-tolerance (eq. 5) pre-training on TRAIN frames."""
     from echossl.pipelines.mrjet import pretrain_jigsaw
 
     require_dir(data)
-    cfg = resolve(preset, config, seed=seed, labeled_fraction=labeled_fraction)
-    opts = _options(cfg, "jigsaw", max_epochs=max_epochs, max_steps=max_steps, resume=resume, devices=devices,
-                    accelerator=accelerator, num_nodes=num_nodes, strategy=strategy, precision=precision, compile_=compile_, threads=threads)
-    run = pretrain_jigsaw(data, out, cfg, opts, color=color, init=init, strict=strict)
-    _print_metrics(run / "metrics.json")
+    cfg = flags.config()
+    run = pretrain_jigsaw(data, out, cfg, _options(flags, cfg, "jigsaw"), color=color, init=flags.init_path,
+                          strict=flags.strict)
+    print_metrics(run)
 
 
-def train_mrjet_cmd(
-    data: Data, out: Out, preset: Preset = "cpu", config: ConfigFile = None, max_epochs: MaxEpochs = None,
-    max_steps: MaxSteps = None, seed: Seed = None, labeled_fraction: LabeledFraction = None,
-    init: Annotated[Optional[Path], typer.Option("--init", help="A jigsaw run (or checkpoint) whose backbone initialises phi.")] = None,
-    resume: Resume = False, devices: Devices = "1", accelerator: Accelerator = "cpu", num_nodes: NumNodes = 1,
-    strategy: Strategy = "auto", precision: Precision = "32-true", compile_: Compile = False, threads: Threads = None, strict: Strict = False,
-):
-    """Max-MR-frame recognition (eq. 8) + LSTM jet segmentation on max frames (eqs. 9-10)."""
+@run_command()
+def train_mrjet_cmd(data: Data, out: Out, *, flags: RunFlags):
+    """Max-MR-frame recognition (eq. 8) + LSTM jet segmentation on max frames (eqs. 9-10); --init a jigsaw run."""
     from echossl.pipelines.mrjet import train_mrjet
 
     require_dir(data)
-    cfg = resolve(preset, config, seed=seed, labeled_fraction=labeled_fraction)
-    opts = _options(cfg, "train", max_epochs=max_epochs, max_steps=max_steps, resume=resume, devices=devices,
-                    accelerator=accelerator, num_nodes=num_nodes, strategy=strategy, precision=precision, compile_=compile_, threads=threads)
-    if init is not None and not init.exists():
-        from echossl.errors import EchosslError
-
-        raise EchosslError(f"--init {init} does not exist")
-    run = train_mrjet(data, out, cfg, opts, init=init, strict=strict)
-    _print_metrics(run / "metrics.json")
+    init = flags.init_path
+    cfg = flags.config()
+    run = train_mrjet(data, out, cfg, _options(flags, cfg, "train"), init=init, strict=flags.strict)
+    print_metrics(run)
 
 
+@run_command("config", "trainer", "strict")
 def reproduce_mrjet_cmd(
     out: Annotated[Path, typer.Option("--out", help="Folder for the data, runs and results table.")] = Path("mrjet-reproduce"),
     data: Annotated[Optional[Path], typer.Option("--data", help="An MR-jet folder (default: simulate one into OUT/data).")] = None,
     videos: Annotated[Optional[int], typer.Option("--videos", help="Videos to simulate (default: the preset's).")] = None,
-    preset: Preset = "cpu", config: ConfigFile = None, max_epochs: MaxEpochs = None, seed: Seed = None,
-    devices: Devices = "1", accelerator: Accelerator = "cpu", num_nodes: NumNodes = 1, strategy: Strategy = "auto",
-    precision: Precision = "32-true", compile_: Compile = False, threads: Threads = None, strict: Strict = False,
+    *, flags: RunFlags,
 ):
     """Random init vs jigsaw vs jigsaw+colour pre-training at 10% and 100% labels (TEST split table)."""
     from rich.console import Console
@@ -110,10 +82,8 @@ def reproduce_mrjet_cmd(
 
     if data is not None:
         require_dir(data)
-    cfg = resolve(preset, config, seed=seed)
-    opts = _options(cfg, "train", max_epochs=max_epochs, max_steps=None, resume=False, devices=devices,
-                    accelerator=accelerator, num_nodes=num_nodes, strategy=strategy, precision=precision, compile_=compile_, threads=threads)
-    result = reproduce_mrjet(out, cfg, opts, data=data, videos=videos, strict=strict)
+    cfg = flags.config()
+    result = reproduce_mrjet(out, cfg, _options(flags, cfg, "train"), data=data, videos=videos, strict=flags.strict)
     table = Table(title=f"MR jet, TEST split ({result['data']})")
     for col in ("labels", "init", *TABLE_METRICS):
         table.add_column(col)

@@ -19,7 +19,9 @@ def echonet(
     videos: int = typer.Option(..., "--videos", help="Number of videos."),
     seed: int = typer.Option(0, "--seed", help="Base seed; video i depends only on (seed, i)."),
     size: int = typer.Option(112, "--size", help="Frame height and width in pixels."),
-    style: str = typer.Option("default", "--style", help="Look: default | shifted (domain-shifted test set)."),
+    style: str = typer.Option(
+        "default", "--style", help="Look: default (varied, with artefacts) | easy (clean, fast tests) | shifted."
+    ),
     irregular: float = typer.Option(0.1, "--irregular", help="Fraction of videos with irregular beats."),
 ) -> None:
     """Simulate videos in EchoNet-Dynamic's layout, with exact LV ground truth."""
@@ -44,11 +46,12 @@ def camus(
     out: Path = typer.Argument(..., help="Output folder (patientNNNN/ subfolders)."),
     patients: int = typer.Option(..., "--patients", help="Number of patients."),
     seed: int = typer.Option(0, "--seed", help="Base seed; patient p depends only on (seed, p)."),
+    style: str = typer.Option("default", "--style", help="Look: default (varied, with artefacts) | easy (clean)."),
 ) -> None:
     """Simulate 4CH half sequences in the CAMUS NIfTI layout, with labels."""
     from rich.console import Console
 
     from echossl.simulate.camus import simulate_camus
 
-    infos = simulate_camus(out, patients, seed=seed, progress=True)
+    infos = simulate_camus(out, patients, seed=seed, progress=True, style=style)
     Console(stderr=True).print(f"wrote {len(infos)} patients to {out}")

@@ -7,94 +7,60 @@ from typing import Annotated, Optional
 
 import typer
 
-from echossl.cli.common import (
-    Compile, Threads, Accelerator, ConfigFile, Data, Devices, Init, LabeledFraction, MaxEpochs, MaxSteps, NumNodes, Out,
-    Precision, Preset, Resume, Seed, Strategy, Strict, require_dir, resolve, trainer_options,
-)
+from echossl.cli.common import Data, Out, RunFlags, print_metrics, require_dir, run_command
 
 Arch = Annotated[str, typer.Option("--arch", help="unet3d (3D U-Net) or superimage (2D U-Net on tiled frames).")]
 
 
-def _setup(data, preset, config, seed, labeled_fraction, section, strict, **flags):
-    """Resolved config (UniLVSeg's own labeled fraction unless --labeled-fraction), trainer options, split."""
+def _setup(data: Path, flags: RunFlags, section: str):
+    """Resolved config (--labeled-fraction sets UniLVSeg's own fraction), trainer options, split."""
     from echossl.pipelines.semisupervised_ef import split_data
     from echossl.pipelines.unilvseg import settings
 
     require_dir(data)
-    cfg = resolve(preset, config, seed=seed, labeled_fraction=labeled_fraction)
-    if labeled_fraction is None:
-        cfg["labeled_fraction"] = float(settings(cfg)["labeled_fraction"])
-    opts = trainer_options({"seed": cfg["seed"], section: settings(cfg)[section]}, section, **flags)
-    return cfg, opts, split_data(data, cfg, strict=strict)
+    cfg = flags.config("unilvseg")
+    cfg["labeled_fraction"] = float(settings(cfg)["labeled_fraction"])
+    opts = flags.trainer(cfg, settings(cfg)[section])
+    return cfg, opts, split_data(data, cfg, strict=flags.strict)
 
 
+@run_command()
 def pretrain_cmd(data: Data, out: Out, arch: Arch = "unet3d",
                  mask_ratio: Annotated[Optional[float], typer.Option("--mask-ratio", help="Share of whole frames hidden (default 0.6).")] = None,
-                 preset: Preset = "cpu", config: ConfigFile = None, max_epochs: MaxEpochs = None,
-                 max_steps: MaxSteps = None, seed: Seed = None, labeled_fraction: LabeledFraction = None,
-                 init: Init = None, resume: Resume = False, devices: Devices = "1", accelerator: Accelerator = "cpu",
-                 num_nodes: NumNodes = 1, strategy: Strategy = "auto", precision: Precision = "32-true", compile_: Compile = False, threads: Threads = None,
-                 strict: Strict = False):
+                 *, flags: RunFlags):
     """Self-supervised temporal masking: reconstruct clips whose frames were partly zeroed (UniLVSeg eq. 1)."""
     from echossl.pipelines.unilvseg import pretrain
 
-    cfg, opts, split = _setup(data, preset, config, seed, labeled_fraction, "pretrain", strict,
-                              max_epochs=max_epochs, max_steps=max_steps, resume=resume, devices=devices,
-                              accelerator=accelerator, num_nodes=num_nodes, strategy=strategy, precision=precision, compile_=compile_, threads=threads)
-    run = pretrain(data, out, cfg, opts, arch=arch, mask_ratio=mask_ratio, init=_init(init), split=split)
-    _report(run)
+    cfg, opts, split = _setup(data, flags, "pretrain")
+    print_metrics(pretrain(data, out, cfg, opts, arch=arch, mask_ratio=mask_ratio, init=flags.init_path, split=split))
 
 
+@run_command()
 def train_cmd(data: Data, out: Out, arch: Arch = "unet3d",
-              preset: Preset = "cpu", config: ConfigFile = None, max_epochs: MaxEpochs = None,
-              max_steps: MaxSteps = None, seed: Seed = None, labeled_fraction: LabeledFraction = None,
-              init: Init = None, resume: Resume = False, devices: Devices = "1", accelerator: Accelerator = "cpu",
-              num_nodes: NumNodes = 1, strategy: Strategy = "auto", precision: Precision = "32-true", compile_: Compile = False, threads: Threads = None,
-              strict: Strict = False):
+              labels_per_clip: Annotated[Optional[str], typer.Option("--labels-per-clip", help="one (the paper: one traced frame per clip) or all.")] = None,
+              *, flags: RunFlags):
     """Video LV segmentation from the traced ED/ES frames only (UniLVSeg eqs. 2-6); --init a temporal-masking run."""
     from echossl.pipelines.unilvseg import train
 
-    cfg, opts, split = _setup(data, preset, config, seed, labeled_fraction, "train", strict,
-                              max_epochs=max_epochs, max_steps=max_steps, resume=resume, devices=devices,
-                              accelerator=accelerator, num_nodes=num_nodes, strategy=strategy, precision=precision, compile_=compile_, threads=threads)
-    run = train(data, out, cfg, opts, arch=arch, init=_init(init), split=split)
-    _report(run)
+    if labels_per_clip is not None:
+        flags.set_ = [*(flags.set_ or []), f"unilvseg.labels_per_clip={labels_per_clip}"]
+    cfg, opts, split = _setup(data, flags, "train")
+    print_metrics(train(data, out, cfg, opts, arch=arch, init=flags.init_path, split=split))
 
 
+@run_command("config", "trainer")
 def reproduce_cmd(out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("outputs/unilvseg"),
                   data: Annotated[Optional[Path], typer.Option("--data", help="EchoNet-format data (default: simulate).")] = None,
-                  preset: Preset = "cpu", config: ConfigFile = None, seed: Seed = None,
-                  labeled_fraction: LabeledFraction = None,
                   videos: Annotated[Optional[int], typer.Option("--videos", help="Videos to simulate (default: the preset's).")] = None,
-                  accelerator: Accelerator = "cpu", devices: Devices = "1"):
+                  *, flags: RunFlags):
     """2D frame-by-frame vs. 3D U-Net (scratch, temporal masking) vs. super image on the same data."""
     from echossl.pipelines.unilvseg import reproduce_unilvseg
 
     if data is not None:
         require_dir(data)
-    reproduce_unilvseg(out, data, preset, config, accelerator=accelerator, devices=devices, videos=videos,
-                       seed=seed, labeled_fraction=labeled_fraction)
-
-
-def _init(init: Path | None) -> str | None:
-    if init is None:
-        return None
-    if not init.exists():
-        from echossl.errors import EchosslError
-
-        raise EchosslError(f"--init {init} does not exist")
-    return str(init)
-
-
-def _report(run: Path) -> None:
-    import json
-
-    from rich.console import Console
-
-    metrics = json.loads((Path(run) / "metrics.json").read_text())
-    shown = {k: v for k, v in metrics.items() if not k.endswith("_ci95")}
-    Console().print(f"[bold]{run}[/bold] " + ", ".join(
-        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()))
+    reproduce_unilvseg(out, data, flags.preset, flags.config_file, accelerator=flags.accelerator,
+                       devices=flags.devices, videos=videos, seed=flags.seed,
+                       labeled_fraction=flags.labeled_fraction)
 
 
 def register(*, pretrain: typer.Typer, train: typer.Typer, reproduce: typer.Typer, **_) -> None:

@@ -18,43 +18,20 @@ from typing import Annotated, Optional
 
 import typer
 
-from echossl.cli.common import (
-    Compile, Threads, Accelerator, ConfigFile, Devices, Init, LabeledFraction, MaxEpochs, MaxSteps, NumNodes, Out, Precision,
-    Preset, Resume, Seed, Strategy, require_dir, resolve,
-)
+from echossl.cli.common import Out, RunFlags, print_metrics, require_dir, run_command
 
 SweepData = Annotated[Path, typer.Option("--data", help="Sweep folder (sweeps.csv, Videos/, Audio/, Labels/).")]
 
 
-def _setup(preset, config, seed, labeled_fraction, section, *, max_epochs, max_steps, resume, devices, accelerator,
-           num_nodes, strategy, precision, compile_=False, threads=None):
-    from echossl.engine import TrainerOptions
+def _setup(flags: RunFlags, section: str | None):
+    """Resolved config and trainer options; each stage keeps its own epochs unless --max-epochs/--max-steps."""
     from echossl.pipelines.video_speech import _section, stage_options
 
-    cfg = resolve(preset, config, seed=seed)
+    cfg = flags.config("video_speech")
     vs = _section(cfg)
-    if labeled_fraction is not None:
-        for task in ("plane", "saliency"):
-            vs[task]["labeled_fraction"] = labeled_fraction
-    try:
-        devices_value: str | int = int(devices)
-    except ValueError:
-        devices_value = devices
-    base = TrainerOptions(devices=devices_value, accelerator=accelerator, num_nodes=num_nodes, strategy=strategy,
-                          precision=precision, compile=compile_, threads=threads, resume=resume, seed=cfg["seed"])
-    opts = stage_options(base, vs, section, max_epochs, max_steps) if section else base
+    base = flags.trainer(cfg, None)
+    opts = stage_options(base, vs, section, flags.max_epochs, flags.max_steps) if section else base
     return cfg, opts
-
-
-def _report(run: Path) -> None:
-    import json
-
-    from rich.console import Console
-
-    metrics = json.loads((Path(run) / "metrics.json").read_text())
-    shown = {k: v for k, v in metrics.items() if not k.endswith("_ci95")}
-    Console().print(f"[bold]{run}[/bold] " + ", ".join(
-        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()))
 
 
 def simulate_sweep_cmd(
@@ -80,12 +57,10 @@ def simulate_sweep_cmd(
         f"TEST {counts.get('TEST', 0)}) in {time.perf_counter() - start:.1f} s")
 
 
+@run_command("config", "trainer", "resume", "init")
 def pretrain_cmd(data: SweepData, out: Out,
                  variant: Annotated[Optional[str], typer.Option("--variant", help="full | contrast | baseline | video-only (default: the preset's).")] = None,
-                 preset: Preset = "cpu", config: ConfigFile = None, max_epochs: MaxEpochs = None,
-                 max_steps: MaxSteps = None, seed: Seed = None, labeled_fraction: LabeledFraction = None,
-                 init: Init = None, resume: Resume = False, devices: Devices = "1", accelerator: Accelerator = "cpu",
-                 num_nodes: NumNodes = 1, strategy: Strategy = "auto", precision: Precision = "32-true", compile_: Compile = False, threads: Threads = None):
+                 *, flags: RunFlags):
     """Video-speech pre-training: hard pairs, L_cls + L_cont on high affinity, frame order on low affinity."""
     from echossl.errors import EchosslError
     from echossl.methods.video_speech import VARIANTS
@@ -94,26 +69,19 @@ def pretrain_cmd(data: SweepData, out: Out,
     require_dir(data)
     if variant is not None and variant not in VARIANTS:
         raise EchosslError(f"--variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
-    cfg, opts = _setup(preset, config, seed, labeled_fraction, "pretrain", max_epochs=max_epochs,
-                       max_steps=max_steps, resume=resume, devices=devices, accelerator=accelerator,
-                       num_nodes=num_nodes, strategy=strategy, precision=precision, compile_=compile_, threads=threads)
-    _report(pretrain(data, out, cfg, opts, variant=variant, init=str(init) if init else None))
+    cfg, opts = _setup(flags, "pretrain")
+    print_metrics(pretrain(data, out, cfg, opts, variant=variant, init=flags.init_path))
 
 
 def _train(task: str):
-    def command(data: SweepData, out: Out, preset: Preset = "cpu", config: ConfigFile = None,
-                max_epochs: MaxEpochs = None, max_steps: MaxSteps = None, seed: Seed = None,
-                labeled_fraction: LabeledFraction = None, init: Init = None, resume: Resume = False,
-                devices: Devices = "1", accelerator: Accelerator = "cpu", num_nodes: NumNodes = 1,
-                strategy: Strategy = "auto", precision: Precision = "32-true", compile_: Compile = False, threads: Threads = None):
+    @run_command("config", "trainer", "resume", "init")
+    def command(data: SweepData, out: Out, *, flags: RunFlags):
         from echossl.pipelines import video_speech as pipe
 
         require_dir(data)
-        cfg, opts = _setup(preset, config, seed, labeled_fraction, task, max_epochs=max_epochs,
-                           max_steps=max_steps, resume=resume, devices=devices, accelerator=accelerator,
-                           num_nodes=num_nodes, strategy=strategy, precision=precision, compile_=compile_, threads=threads)
+        cfg, opts = _setup(flags, task)
         fn = pipe.train_plane if task == "plane" else pipe.train_saliency
-        _report(fn(data, out, cfg, opts, init=str(init) if init else None))
+        print_metrics(fn(data, out, cfg, opts, init=flags.init_path))
 
     command.__doc__ = {
         "plane": "Standard-plane classification (14 classes), fine-tuned from --init (a video-speech run) or random.",
@@ -122,12 +90,10 @@ def _train(task: str):
     return command
 
 
+@run_command("config", "trainer")
 def reproduce_cmd(out: Out,
                   data: Annotated[Optional[Path], typer.Option("--data", help="Sweep folder; default: simulate one into OUT/data.")] = None,
-                  preset: Preset = "cpu", config: ConfigFile = None, max_epochs: MaxEpochs = None,
-                  max_steps: MaxSteps = None, seed: Seed = None, labeled_fraction: LabeledFraction = None,
-                  devices: Devices = "1", accelerator: Accelerator = "cpu", num_nodes: NumNodes = 1,
-                  strategy: Strategy = "auto", precision: Precision = "32-true", compile_: Compile = False, threads: Threads = None):
+                  *, flags: RunFlags):
     """Tables 1-3: random init, video-only, baseline, + cm. contrast, full; plane detection and gaze saliency."""
     from rich.console import Console
     from rich.table import Table
@@ -135,9 +101,8 @@ def reproduce_cmd(out: Out,
     from echossl.pipelines import video_speech as pipe
     from echossl.simulate.sweep import simulate_sweep
 
-    cfg, base = _setup(preset, config, seed, labeled_fraction, None, max_epochs=max_epochs, max_steps=max_steps,
-                       resume=False, devices=devices, accelerator=accelerator, num_nodes=num_nodes,
-                       strategy=strategy, precision=precision, compile_=compile_, threads=threads)
+    cfg, base = _setup(flags, None)
+    max_epochs, max_steps = flags.max_epochs, flags.max_steps
     vs = pipe._section(cfg)
     if data is None:
         data = out / "data"

@@ -1,0 +1,3 @@
+"""The presets (``cpu.yaml``, ``paper.yaml`` and per-paper files), read by :mod:`echossl.config`."""
+
+__all__: list[str] = []

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from echossl.data.resize import resize_frames, resize_labels
 from echossl.errors import ConfigError, DataError
 
 SPLIT_FILES = {"TRAIN": "subgroup_training.txt", "VAL": "subgroup_validation.txt",
@@ -225,13 +226,18 @@ class Camus(torch.utils.data.Dataset):
     Args:
         root: CAMUS folder (with ``database_nifti/`` or the patient folders directly).
         view: "4CH" or "2CH".
-        size: frames resized to ``size x size`` (bilinear; labels nearest). None keeps them.
+        size: frames resized to ``size x size`` (bilinear, pixel centres aligned); labels
+            resampled the same way per structure (:func:`echossl.data.resize.resize_labels`),
+            so they stay on the frames' edges. None keeps them.
         mirror: make ED -> ES -> ED of ``2T - 1`` frames (see :func:`mirror`).
         length: if set, resample the (mirrored) sequence to ``length`` evenly
             spaced frames (nearest), so it fits a fixed-length EF model; ``ed``/``es``
             are remapped to the nearest sampled frame.
         patients: restrict to these patient names.
         split: TRAIN, VAL, TEST or None for all (see :func:`camus_splits`).
+        transform: optional callable applied to each item dict last, e.g. a MONAI
+            dictionary transform (``ScaleIntensityd(keys="video")``) or a
+            ``torchvision.transforms.v2.Compose`` of dict-aware transforms.
 
     Items:
         ``video``: float32 ``(3, T, H, W)`` grey intensities in [0, 255] replicated
@@ -241,8 +247,9 @@ class Camus(torch.utils.data.Dataset):
     """
 
     def __init__(self, root, *, view="4CH", size=112, mirror=True, length=None, patients=None,
-                 split=None):
+                 split=None, transform=None):
         self.root = Path(root)
+        self.transform = transform  # called on the item dict (MONAI dictionary or torchvision transforms)
         self.view = str(view).upper()
         if self.view not in ("2CH", "4CH"):
             raise ConfigError(f"view must be 2CH or 4CH, got {view!r}")
@@ -295,15 +302,15 @@ class Camus(torch.utils.data.Dataset):
             order = order[pick]
         x = torch.from_numpy(seq[order].astype(np.float32))[:, None]  # (T, 1, H, W)
         if self.size is not None:
-            x = torch.nn.functional.interpolate(x, size=(self.size, self.size), mode="bilinear",
-                                                align_corners=False)
+            x = resize_frames(x, self.size)
         video = x[:, 0].clamp(0, 255)[None].expand(3, -1, -1, -1).contiguous()  # (3, T, H, W)
         lab = None
         if labels is not None:
-            lab_t = torch.from_numpy(labels[order].astype(np.float32))[:, None]
-            if self.size is not None:
-                lab_t = torch.nn.functional.interpolate(lab_t, size=(self.size, self.size), mode="nearest")
-            lab = lab_t[:, 0].numpy().astype(np.uint8)
-        return {"video": video, "labels": lab,
+            lab_t = torch.from_numpy(labels[order].astype(np.int64))  # (T, H, W)
+            if self.size is not None:  # resampled like the frames, per structure (no half-pixel shift)
+                lab_t = resize_labels(lab_t, self.size)
+            lab = lab_t.numpy().astype(np.uint8)
+        item = {"video": video, "labels": lab,
                 "EF": float("nan") if info["EF"] is None else float(info["EF"]),
                 "quality": info["ImageQuality"], "patient": p, "ed": int(ed), "es": int(es)}
+        return self.transform(item) if self.transform is not None else item

@@ -30,6 +30,8 @@ import torch
 
 from echossl.data import sampling
 from echossl.data.cache import FrameCache, default_cache_root
+from echossl.data.resize import resize_frames, resize_mask
+from echossl.data.splits import labeled_subset
 from echossl.errors import ConfigError, DataError
 
 REQUIRED_COLUMNS = ("FileName", "EF", "ESV", "EDV", "FrameHeight", "FrameWidth", "FPS",
@@ -308,22 +310,12 @@ def ed_es_frames(traces: dict[int, np.ndarray], shape: tuple[int, int] | None = 
 # ---------------------------------------------------------------------------
 
 def labeled_split(filenames, fraction: float, seed: int = 0) -> tuple[list[str], list[str]]:
-    """Split ``filenames`` into ``(labeled, unlabeled)`` sorted lists.
+    """``(labeled, unlabeled)`` of ``filenames``: :func:`echossl.data.splits.labeled_subset`.
 
-    Deterministic in ``seed`` and independent of the input order. At least one
-    video is labeled whenever ``fraction > 0``.
+    Kept under this name for existing callers; ``seed`` here is the *split* seed
+    (``cfg.get("split_seed", 0)``), never the training seed.
     """
-    if not 0.0 <= float(fraction) <= 1.0:
-        raise ConfigError(f"labeled fraction must be in [0, 1], got {fraction}")
-    names = sorted(set(filenames))
-    n = int(round(float(fraction) * len(names)))
-    if fraction > 0 and names:
-        n = max(1, n)
-    perm = np.random.default_rng(seed).permutation(len(names))
-    chosen = set(perm[:n].tolist())
-    labeled = [nm for i, nm in enumerate(names) if i in chosen]
-    unlabeled = [nm for i, nm in enumerate(names) if i not in chosen]
-    return labeled, unlabeled
+    return labeled_subset(filenames, fraction, seed)
 
 
 # ---------------------------------------------------------------------------
@@ -583,12 +575,18 @@ def _select(root: Path, split: str, filenames, strict: bool, warn: bool, what: s
     return df, res
 
 
-def _resize(x: torch.Tensor, size: int | None, mode: str) -> torch.Tensor:
-    """Resize ``(N, C, H, W)`` float to ``size x size``; no-op when already that size."""
-    if size is None or tuple(x.shape[-2:]) == (size, size):
+def _resize(x: torch.Tensor, size: int | None, mode: str = "bilinear") -> torch.Tensor:
+    """Resize ``(N, C, H, W)`` float frames to ``size x size`` (bilinear, pixel centres aligned).
+
+    Masks go through :func:`echossl.data.resize.resize_mask` instead, which
+    resamples them the same way; legacy ``nearest`` is refused because it is
+    half a pixel off the frames.
+    """
+    if mode != "bilinear":
+        raise ValueError(f"frames are resized bilinearly; masks use resize_mask, got mode {mode!r}")
+    if size is None:
         return x
-    kw = {"align_corners": False} if mode == "bilinear" else {}
-    return torch.nn.functional.interpolate(x, size=(size, size), mode=mode, **kw)
+    return resize_frames(x, size)
 
 
 class EchoNetDynamic(torch.utils.data.Dataset):
@@ -612,6 +610,9 @@ class EchoNetDynamic(torch.utils.data.Dataset):
         cache: a FrameCache, a cache folder, or None for the default cache.
         strict: raise the first data problem instead of skipping bad videos.
         warn: emit one warning listing the skipped videos.
+        transform: optional callable applied to each item dict last, e.g. a MONAI
+            dictionary transform (``monai.transforms.ScaleIntensityd(keys="video")``)
+            or ``torchvision.transforms.v2`` transforms that accept dicts.
 
     Items (``C`` = 3, or 4 with ``masks_dir``):
         ``video``: float32 ``(C, T, H, W)`` for one clip, ``(K, C, T, H, W)`` for several;
@@ -620,8 +621,9 @@ class EchoNetDynamic(torch.utils.data.Dataset):
 
     def __init__(self, root, split="TRAIN", *, filenames=None, length=32, period=2, clips=1,
                  pad=None, mean=0.0, std=1.0, size=None, masks_dir=None, cache=None,
-                 strict=False, warn=True):
+                 strict=False, warn=True, transform=None):
         self.root = Path(root)
+        self.transform = transform  # called on the item dict (MONAI dictionary or torchvision transforms)
         self.split = str(split).upper()
         if not (clips == "all" or (isinstance(clips, (int, np.integer)) and clips >= 1)):
             raise ConfigError(f"clips must be a positive integer or 'all', got {clips!r}")
@@ -700,7 +702,7 @@ class EchoNetDynamic(torch.utils.data.Dataset):
         video = out.reshape(len(starts), length, c, h, w).permute(0, 2, 1, 3, 4).contiguous()
         if self.clips == 1:
             video = video[0]
-        return {
+        item = {
             "video": video,
             "EF": torch.tensor(self.ef[i], dtype=torch.float32),
             "EDV": torch.tensor(self.edv[i], dtype=torch.float32),
@@ -708,6 +710,7 @@ class EchoNetDynamic(torch.utils.data.Dataset):
             "filename": name,
             "index": int(i),
         }
+        return self.transform(item) if self.transform is not None else item
 
 
 class EchoNetFrames(torch.utils.data.Dataset):
@@ -722,8 +725,9 @@ class EchoNetFrames(torch.utils.data.Dataset):
     """
 
     def __init__(self, root, split="TRAIN", *, filenames=None, mean=0.0, std=1.0, size=None,
-                 cache=None, strict=False, pad=None, warn=True):
+                 cache=None, strict=False, pad=None, warn=True, transform=None):
         self.root = Path(root)
+        self.transform = transform  # called on the item dict, like EchoNetDynamic's
         self.split = str(split).upper()
         df, res = _select(self.root, split, filenames, strict, warn, "traced videos")
         if not res["have_tracings"]:
@@ -748,13 +752,16 @@ class EchoNetFrames(torch.utils.data.Dataset):
         image = torch.from_numpy(np.array(frames[frame])).permute(2, 0, 1).float()[None]
         mask = torch.from_numpy(trace_mask(self.traces[name][frame], h, w)).float()[None, None]
         image = _resize(image, self.size, "bilinear")[0]
-        mask = _resize(mask, self.size, "nearest")[0]
+        if self.size is not None:  # resampled like the frame, so it stays on the frame's LV edge
+            mask = resize_mask(mask, self.size)
+        mask = mask[0]
         image = (image - torch.from_numpy(self.mean)[:, None, None]) / torch.from_numpy(self.std)[:, None, None]
         if self.pad:
             oi, oj = sampling.pad_crop_offsets(int(self.pad))
             image = sampling.pad_crop(image, int(self.pad), oi, oj, 0.0)
             mask = sampling.pad_crop(mask, int(self.pad), oi, oj, 0.0)
-        return {"image": image, "mask": mask, "filename": name, "phase": phase, "frame": int(frame)}
+        item = {"image": image, "mask": mask, "filename": name, "phase": phase, "frame": int(frame)}
+        return self.transform(item) if self.transform is not None else item
 
 
 def compute_mean_std(root, filenames, samples: int = 128, seed: int = 0, cache=None,

@@ -2,7 +2,10 @@
 
 The regression metrics follow EchoNet-Dynamic (Ouyang et al., Nature 2020) and the
 CSS paper (css-semisupervised-ef): MAE and RMSE in EF points, R² as a fraction, each
-with a bootstrap confidence interval. Dice is ``2·|A∩B| / (|A| + |B|)``.
+with a bootstrap confidence interval. Dice is ``2·|A∩B| / (|A| + |B|)``; a segmentation
+``metrics.json`` reports it pooled over frames (``dice`` = ``2·ΣI / (Σ|A| + Σ|B|)``, as
+the EchoNet-Dynamic reference) and as the mean of per-frame Dice (``dice_frame_mean``),
+with intervals that resample videos (:func:`dice_summary`).
 
 The bootstrap is vectorised: one ``(n, N)`` index matrix is drawn and the metric is
 evaluated along the last axis for all resamples at once (in row chunks, to bound
@@ -125,6 +128,93 @@ def dice(pred, target, eps: float = 1e-8):
     total = np.sum(p, axis=(-2, -1), dtype=np.float64) + np.sum(t, axis=(-2, -1), dtype=np.float64)
     out = np.where(total > 0, 2.0 * inter / (total + eps), 1.0)
     return float(out) if out.ndim == 0 else out
+
+
+def dice_parts(pred, target) -> tuple[np.ndarray, np.ndarray]:
+    """Per-item intersection ``|A∩B|`` and size sum ``|A| + |B|`` of binary masks.
+
+    Args:
+        pred, target: numpy arrays ``(..., H, W)`` (broadcastable), binarised as in :func:`dice`.
+
+    Returns:
+        ``(inter, total)``, float64 arrays of shape ``(...)`` (0-d for one mask);
+        ``2·inter / total`` is the per-item Dice, and sums of them give the pooled Dice.
+    """
+    p = _binary_numpy(np.asarray(pred))
+    t = _binary_numpy(np.asarray(target))
+    if p.ndim < 2 or t.ndim < 2:
+        raise ValueError(f"dice needs (..., H, W) masks, got shapes {p.shape} and {t.shape}")
+    p, t = np.broadcast_arrays(p, t)
+    inter = np.sum(p & t, axis=(-2, -1), dtype=np.float64)
+    total = np.sum(p, axis=(-2, -1), dtype=np.float64) + np.sum(t, axis=(-2, -1), dtype=np.float64)
+    return inter, total
+
+
+def _pooled_rows(inter: np.ndarray, total: np.ndarray) -> np.ndarray:
+    i, t = inter.sum(axis=-1), total.sum(axis=-1)
+    return np.where(t > 0, 2.0 * i / np.where(t > 0, t, 1.0), 1.0)
+
+
+def _ratio_rows(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    d = den.sum(axis=-1)
+    return np.where(d > 0, num.sum(axis=-1) / np.where(d > 0, d, 1.0), np.nan)
+
+
+def pooled_dice(inter, total) -> float:
+    """Pooled Dice ``2·ΣI / (Σ|A| + Σ|B|)`` over items, as the EchoNet-Dynamic reference
+    reports it (1.0 when every mask is empty)."""
+    return float(_pooled_rows(np.asarray(inter, np.float64).reshape(-1), np.asarray(total, np.float64).reshape(-1)))
+
+
+def dice_summary(inter, total, groups=None, *, prefix: str = "dice", frame_mean: bool = True,
+                 bootstrap: int = 1000, seed: int = 0) -> dict:
+    """Pooled and per-frame-mean Dice of ``(N,)`` frames with intervals bootstrapped over videos.
+
+    Args:
+        inter, total: ``(N,)`` per-frame counts from :func:`dice_parts`.
+        groups: ``(N,)`` video of each frame (any hashable labels); None = each frame its own.
+        prefix: key stem, e.g. ``"dice"`` or ``"dice_ed"``.
+        frame_mean: also report the mean of per-frame Dice.
+        bootstrap: resamples; 0 leaves the intervals out.
+
+    Returns:
+        ``{prefix: pooled, prefix_ci95: [lo, hi]}`` and, with ``frame_mean``,
+        ``prefix_frame_mean`` and ``prefix_frame_mean_ci95``. The intervals resample
+        *videos* with replacement and pool (or average) all frames of the resampled
+        videos, since frames of one video are not independent. An empty input
+        gives NaN (written as null).
+    """
+    inter = np.asarray(inter, np.float64).reshape(-1)
+    total = np.asarray(total, np.float64).reshape(-1)
+    if inter.shape != total.shape:
+        raise ValueError(f"inter has {inter.size} values but total has {total.size}")
+    per_frame = np.where(total > 0, 2.0 * inter / np.where(total > 0, total, 1.0), 1.0)
+    if inter.size == 0:
+        out = {prefix: float("nan"), f"{prefix}_ci95": [float("nan")] * 2}
+        if frame_mean:
+            out.update({f"{prefix}_frame_mean": float("nan"), f"{prefix}_frame_mean_ci95": [float("nan")] * 2})
+        return out
+    labels = np.arange(inter.size) if groups is None else np.asarray(groups)
+    if labels.shape != inter.shape:
+        raise ValueError(f"groups has {labels.size} values for {inter.size} frames")
+    _, g = np.unique(labels, return_inverse=True)
+    g = g.reshape(-1)
+    k = int(g.max()) + 1
+    # per-video sums: resampling videos then summing their sums pools their frames
+    gi, gt = np.bincount(g, inter, k), np.bincount(g, total, k)
+    gd, gn = np.bincount(g, per_frame, k), np.bincount(g, None, k).astype(np.float64)
+    out = {prefix: pooled_dice(inter, total)}
+    pooled_fn = lambda i, t: float(_pooled_rows(i, t))  # noqa: E731
+    pooled_fn.vectorised = _pooled_rows
+    if bootstrap > 0:
+        out[f"{prefix}_ci95"] = list(bootstrap_ci(pooled_fn, gi, gt, n=bootstrap, seed=seed))
+    if frame_mean:
+        out[f"{prefix}_frame_mean"] = float(per_frame.mean())
+        if bootstrap > 0:
+            mean_fn = lambda d, c: float(_ratio_rows(d, c))  # noqa: E731
+            mean_fn.vectorised = _ratio_rows
+            out[f"{prefix}_frame_mean_ci95"] = list(bootstrap_ci(mean_fn, gd, gn, n=bootstrap, seed=seed))
+    return out
 
 
 def _binary_numpy(a: np.ndarray) -> np.ndarray:

@@ -25,10 +25,15 @@ def _figure(width: float = 5.0, height: float = 4.0):
     return fig, fig.add_subplot(1, 1, 1)
 
 
-def _png(fig) -> bytes:
+def _png(fig, fmt: str = "png") -> bytes:
+    """The figure's bytes in ``fmt`` ("png" or "svg"); SVG text is UTF-8 encoded."""
+    if fmt not in ("png", "svg"):
+        raise ValueError(f"figure format must be png or svg, not {fmt!r}")
     buf = io.BytesIO()
     fig.tight_layout()
-    fig.savefig(buf, format="png")
+    # a fixed hash salt makes SVG ids repeatable, so identical figures give identical files
+    with matplotlib.rc_context({"svg.hashsalt": "echossl", "svg.fonttype": "none"}):
+        fig.savefig(buf, format=fmt)
     return buf.getvalue()
 
 
@@ -36,7 +41,8 @@ def _vector(a) -> np.ndarray:
     return np.asarray(a, dtype=np.float64).reshape(-1)
 
 
-def scatter_pred_true(y_true, y_pred, title: str = "") -> bytes:
+def scatter_pred_true(y_true, y_pred, title: str = "", *, xlabel: str = "Actual EF (%)",
+                      ylabel: str = "Predicted EF (%)", fmt: str = "png") -> bytes:
     """Predicted vs. true values (``(N,)`` each) with the identity line."""
     y_true, y_pred = _vector(y_true), _vector(y_pred)
     fig, ax = _figure(4.5, 4.5)
@@ -49,52 +55,122 @@ def scatter_pred_true(y_true, y_pred, title: str = "") -> bytes:
         ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], "k--", lw=1)
         ax.set_xlim(lo - pad, hi + pad)
         ax.set_ylim(lo - pad, hi + pad)
-    ax.set_xlabel("true")
-    ax.set_ylabel("predicted")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
-    return _png(fig)
+    return _png(fig, fmt)
 
 
-def bland_altman(y_true, y_pred, title: str = "") -> bytes:
-    """Bland–Altman plot: difference (pred − true) against the mean, bias ± 1.96 SD."""
+def agreement(y_true, y_pred) -> dict:
+    """Bland–Altman statistics of ``pred − true``: ``bias``, ``sd`` (ddof 1), ``loa_low``, ``loa_high``
+    (bias ∓ 1.96 SD) and ``n``; NaN pairs are left out."""
+    y_true, y_pred = _vector(y_true), _vector(y_pred)
+    diff = y_pred - y_true
+    diff = diff[np.isfinite(diff)]
+    bias = float(diff.mean()) if diff.size else float("nan")
+    sd = float(diff.std(ddof=1)) if diff.size > 1 else 0.0
+    return {"bias": bias, "sd": sd, "loa_low": bias - 1.96 * sd, "loa_high": bias + 1.96 * sd, "n": int(diff.size)}
+
+
+def bland_altman(y_true, y_pred, title: str = "", *, unit: str = "EF (%)", fmt: str = "png") -> bytes:
+    """Bland–Altman plot: difference (pred − true) against the mean, bias ± 1.96 SD.
+
+    The bias line and both limits of agreement carry their values as text at the
+    right edge, so a printed figure can be read without the legend.
+    """
     y_true, y_pred = _vector(y_true), _vector(y_pred)
     mean = (y_true + y_pred) / 2.0
     diff = y_pred - y_true
     fig, ax = _figure()
     ax.scatter(mean, diff, s=10, alpha=0.7, edgecolors="none")
-    if diff.size:
-        bias = float(np.nanmean(diff))
-        sd = float(np.nanstd(diff, ddof=1)) if diff.size > 1 else 0.0
-        ax.axhline(bias, color="k", lw=1, label=f"bias {bias:.2f}")
-        for sign in (-1, 1):
-            ax.axhline(bias + sign * 1.96 * sd, color="k", ls="--", lw=1)
-        ax.legend(loc="best", fontsize=8)
-    ax.set_xlabel("mean of true and predicted")
-    ax.set_ylabel("predicted − true")
+    stats = agreement(y_true, y_pred)
+    if stats["n"]:
+        lines = ((stats["bias"], "-", f"bias {stats['bias']:+.2f}"),
+                 (stats["loa_high"], "--", f"+1.96 SD {stats['loa_high']:+.2f}"),
+                 (stats["loa_low"], "--", f"−1.96 SD {stats['loa_low']:+.2f}"))
+        for y, style, text in lines:
+            ax.axhline(y, color="k", ls=style, lw=1, label=text)
+            # x in axes fraction, y in data units: the label sits on its line at the right edge
+            ax.annotate(text, xy=(0.99, y), xycoords=("axes fraction", "data"), ha="right", va="bottom",
+                        fontsize=8, color="0.15")
+        span = stats["loa_high"] - stats["loa_low"]
+        finite = diff[np.isfinite(diff)]
+        lo = min(stats["loa_low"], float(finite.min())) - 0.15 * (span or 1.0)
+        hi = max(stats["loa_high"], float(finite.max())) + 0.15 * (span or 1.0)
+        ax.set_ylim(lo, hi)
+    ax.set_xlabel(f"Mean of actual and predicted {unit}")
+    ax.set_ylabel(f"Predicted − actual {unit}")
     ax.set_title(title)
-    return _png(fig)
+    return _png(fig, fmt)
 
 
-def area_curve(area, ed_frames=(), es_frames=(), title: str = "") -> bytes:
-    """LV area (or volume) over ``(T,)`` frames with ED and ES picks marked."""
+def roc_curves(y_true, y_pred, thresholds=(35, 40, 45, 50), title: str = "", *, fmt: str = "png"
+               ) -> tuple[bytes, list[dict]]:
+    """ROC curves for detecting ``true < t`` from the predicted value, one per threshold.
+
+    Lower predictions mean "positive" (reduced EF), so the score is ``−pred``.
+    A threshold with only one class among the true values has no curve; its row
+    says so (``auc`` None) instead of failing.
+
+    Returns:
+        ``(figure bytes, rows)`` with rows ``{"threshold", "positives", "negatives", "auc"}``.
+    """
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    y_true, y_pred = _vector(y_true), _vector(y_pred)
+    keep = np.isfinite(y_true) & np.isfinite(y_pred)
+    y_true, y_pred = y_true[keep], y_pred[keep]
+    fig, ax = _figure(4.8, 4.5)
+    ax.plot([0, 1], [0, 1], color="0.6", ls=":", lw=1)
+    rows = []
+    for t in thresholds:
+        positive = y_true < float(t)
+        pos, neg = int(positive.sum()), int((~positive).sum())
+        auc = None
+        if pos and neg:
+            fpr, tpr, _ = roc_curve(positive, -y_pred)
+            auc = float(roc_auc_score(positive, -y_pred))
+            ax.plot(fpr, tpr, lw=1.5, label=f"EF < {t:g} %: AUC {auc:.2f} ({pos}+/{neg}−)")
+        rows.append({"threshold": float(t), "positives": pos, "negatives": neg, "auc": auc})
+    if any(r["auc"] is not None for r in rows):
+        ax.legend(loc="lower right", fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "every threshold has one class only", ha="center", va="center", fontsize=9)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("False-positive rate (1 − specificity)")
+    ax.set_ylabel("True-positive rate (sensitivity)")
+    ax.set_title(title)
+    return _png(fig, fmt), rows
+
+
+def area_curve(area, ed_frames=(), es_frames=(), title: str = "", *, ylabel: str = "LV area",
+               xlabel: str = "frame", fps: float | None = None, fmt: str = "png") -> bytes:
+    """LV area (or volume) over ``(T,)`` frames with ED and ES picks marked.
+
+    With ``fps`` the x axis is in seconds; ``ylabel`` names the unit
+    (e.g. "LV area (cm²)" when the pixel spacing is known).
+    """
     area = _vector(area)
     ed = np.asarray(ed_frames, dtype=int).reshape(-1)
     es = np.asarray(es_frames, dtype=int).reshape(-1)
+    scale = 1.0 / fps if fps else 1.0
+    t = np.arange(area.size) * scale
     fig, ax = _figure(6.0, 3.0)
-    ax.plot(np.arange(area.size), area, color="0.3", lw=1.2)
+    ax.plot(t, area, color="0.3", lw=1.2)
     if ed.size:
-        ax.plot(ed, area[ed], "o", color="tab:red", label="ED")
+        ax.plot(ed * scale, area[ed], "o", color="tab:red", label="ED")
     if es.size:
-        ax.plot(es, area[es], "o", color="tab:blue", label="ES")
+        ax.plot(es * scale, area[es], "o", color="tab:blue", label="ES")
     if ed.size or es.size:
         ax.legend(loc="best", fontsize=8)
-    ax.set_xlabel("frame")
-    ax.set_ylabel("LV area")
+    ax.set_xlabel("time (s)" if fps else xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
-    return _png(fig)
+    return _png(fig, fmt)
 
 
-def saliency_overlay(frame, saliency, mask=None, title: str = "") -> bytes:
+def saliency_overlay(frame, saliency, mask=None, title: str = "", *, fmt: str = "png") -> bytes:
     """A frame with its saliency heatmap (normalised to [0, 1]) and the LV outline.
 
     Args:
@@ -115,7 +191,57 @@ def saliency_overlay(frame, saliency, mask=None, title: str = "") -> bytes:
             ax.contour(m, levels=[0.5], colors="white", linewidths=1.0)
     ax.set_axis_off()
     ax.set_title(title)
-    return _png(fig)
+    return _png(fig, fmt)
+
+
+def mask_overlay(frame, pred, truth=None, title: str = "", *, fmt: str = "png") -> bytes:
+    """A frame with the predicted LV outline (red) and, if given, the traced one (green, dashed).
+
+    Args:
+        frame: ``(H, W)`` or ``(H, W, 3)`` uint8 image.
+        pred, truth: ``(H, W)`` bool masks at the frame's size.
+    """
+    frame = np.asarray(frame)
+    fig, ax = _figure(3.2, 3.4)
+    ax.imshow(frame, cmap="gray" if frame.ndim == 2 else None, vmin=0, vmax=255)
+    handles = []
+    for m, colour, style, name in ((pred, "tab:red", "solid", "predicted"), (truth, "lime", "dashed", "traced")):
+        if m is None:
+            continue
+        m = np.asarray(m, dtype=float)
+        if m.any() and not m.all():
+            ax.contour(m, levels=[0.5], colors=colour, linewidths=1.2, linestyles=style)
+            handles.append(matplotlib.lines.Line2D([], [], color=colour, ls=style, label=name))
+    if handles:
+        ax.legend(handles=handles, loc="lower right", fontsize=7, framealpha=0.6)
+    ax.set_axis_off()
+    ax.set_title(title, fontsize=9)
+    return _png(fig, fmt)
+
+
+def loss_curves(curves: dict, title: str = "", *, xlabel: str = "step", ylabel: str = "loss",
+                fmt: str = "png") -> bytes:
+    """Training curves ``{name: (x (K,), y (K,))}`` on one axis (log scale when all values are positive
+    and span more than a factor of 20)."""
+    fig, ax = _figure(6.0, 3.6)
+    positive, lo, hi = True, np.inf, -np.inf
+    for name, (x, y) in curves.items():
+        x, y = _vector(x), _vector(y)
+        keep = np.isfinite(x) & np.isfinite(y)
+        if not keep.any():
+            continue
+        ax.plot(x[keep], y[keep], lw=1.2, label=str(name), marker="." if keep.sum() < 30 else None)
+        positive &= bool((y[keep] > 0).all())
+        lo, hi = min(lo, float(y[keep].min())), max(hi, float(y[keep].max()))
+    if positive and np.isfinite(lo) and lo > 0 and hi / lo > 20:
+        ax.set_yscale("log")
+    if curves:
+        ax.legend(loc="best", fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    return _png(fig, fmt)
 
 
 def tsne_plot(features, labels, title: str = "", seed: int = 0) -> bytes:
@@ -153,7 +279,7 @@ def tsne_plot(features, labels, title: str = "", seed: int = 0) -> bytes:
     return _png(fig)
 
 
-def line_plot(x, series: dict, title: str = "", xlabel: str = "", ylabel: str = "") -> bytes:
+def line_plot(x, series: dict, title: str = "", xlabel: str = "", ylabel: str = "", *, fmt: str = "png") -> bytes:
     """Curves with ±SD bands, e.g. MAE against labelled fraction (CSS Fig. 6).
 
     Args:
@@ -177,4 +303,4 @@ def line_plot(x, series: dict, title: str = "", xlabel: str = "", ylabel: str = 
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    return _png(fig)
+    return _png(fig, fmt)

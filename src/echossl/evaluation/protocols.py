@@ -47,7 +47,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from echossl.errors import EchosslError
-from echossl.evaluation.metrics import dice, mean_ci, regression_metrics
+from echossl.evaluation.metrics import dice, dice_parts, dice_summary, regression_metrics
 from echossl.progress import progress_bar
 
 EF_LOW, EF_HIGH = 45.0, 75.0
@@ -529,7 +529,8 @@ def frozen_segmentation(backbone: VideoBackbone, camus_root, *, epochs: int = 30
     """Train a segmentation head on frozen features of TRAIN patients, Dice on ED/ES of ``test_split``.
 
     Returns:
-        ``dice`` (mean of the three structures), ``dice_lv_endo``, ``dice_lv_epi``,
+        ``dice`` (mean of the three structures' pooled Dice), ``dice_frame_mean`` (mean of
+        their per-image means), ``dice_lv_endo``, ``dice_lv_epi``,
         ``dice_la`` with ``_ci95`` intervals over test images, and ``seg_n``.
     """
     from echossl.engine import fit
@@ -547,10 +548,13 @@ def frozen_segmentation(backbone: VideoBackbone, camus_root, *, epochs: int = 30
     with torch.inference_mode():
         pred = torch.cat([module(x_te[s:s + 64].to(_device(device))).argmax(1).cpu()
                           for s in range(0, len(x_te), 64)]).numpy()
-    per = label_dice(pred, y_te.numpy())
-    out = {"dice": float(np.mean([v.mean() for v in per.values()]))}
-    for name, values in per.items():
-        out[f"dice_{name}"] = float(values.mean())
-        out[f"dice_{name}_ci95"] = mean_ci(values)
+    # each structure's Dice pooled over the test images (2·ΣI / Σ(|A|+|B|), as the EchoNet
+    # reference pools frames) beside its per-image mean; `dice` averages the structures
+    truth = y_te.numpy()
+    out = {}
+    for name, ids in CAMUS_LABELS.items():
+        out.update(dice_summary(*dice_parts(np.isin(pred, ids), np.isin(truth, ids)), prefix=f"dice_{name}"))
+    out = {"dice": float(np.mean([out[f"dice_{n}"] for n in CAMUS_LABELS])),
+           "dice_frame_mean": float(np.mean([out[f"dice_{n}_frame_mean"] for n in CAMUS_LABELS])), **out}
     out["seg_n"] = int(len(x_te))
     return out

@@ -9,7 +9,8 @@ density ``Q`` (KL, CC, SIM); location-based metrics use the binary fixation map
 
 * KL  = sum_i Q_i log(eps + Q_i / (eps + P_i)), both normalised to sum 1, eps = 2.2e-16 (lower is better);
 * CC  = Pearson correlation of P and Q;
-* SIM = sum_i min(P_i, Q_i), both normalised to sum 1;
+* SIM = sum_i min(P_i, Q_i), each map first min-max normalised to [0, 1] and then normalised
+  to sum 1 (the benchmark's ``SIM.m``; a constant map becomes uniform rather than NaN);
 * NSS = mean of (P - mean P) / std P at the fixated pixels (std with N - 1, as MATLAB's ``std``);
 * AUC = **AUC-Judd**: every fixated pixel's saliency is a threshold; the true-positive
   rate is the share of fixations at or above it, the false-positive rate the share of
@@ -64,11 +65,25 @@ def correlation_coefficient(pred, density):
         return _out(np.where(denom > 0, (p * q).sum(1) / np.where(denom > 0, denom, 1), np.nan), single)
 
 
+def _minmax(a: np.ndarray) -> np.ndarray:
+    """Per-map min-max normalisation to [0, 1], ``(B, N) -> (B, N)``.
+
+    A constant map has no range; the benchmark divides by zero there (NaN). We map it to ones,
+    so that after sum-normalisation it is the uniform distribution (the least informative map)."""
+    lo, hi = a.min(1, keepdims=True), a.max(1, keepdims=True)
+    rng = hi - lo
+    return np.where(rng > 0, (a - lo) / np.where(rng > 0, rng, 1.0), 1.0)
+
+
 def similarity(pred, density):
-    """SIM: histogram intersection of the two maps normalised to sum 1."""
+    """SIM: histogram intersection ``sum_i min(P_i, Q_i)``, ``(B, H, W) -> (B,)``.
+
+    Each map is min-max normalised and then normalised to sum 1, as in the MIT benchmark's
+    ``SIM.m`` (Bylinskii et al.). Without the min-max step a map with a floor (e.g. a softmax)
+    spreads mass uniformly over the floor and scores far lower than the benchmark."""
     p, single = _batch(pred)
     q, _ = _batch(density)
-    return _out(np.minimum(_density(p), _density(q)).sum(1), single)
+    return _out(np.minimum(_density(_minmax(p)), _density(_minmax(q))).sum(1), single)
 
 
 def nss(pred, fixations):

@@ -14,33 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def method_of_disks(x1, y1, x2, y2, spacing: float = 1.0) -> float:
-    """Volume from one traced frame in EchoNet-Dynamic's row layout.
-
-    Args:
-        x1, y1, x2, y2: arrays of shape ``(1 + n,)``; row 0 is the long axis
-            (apex to mitral-annulus midpoint, in either direction), rows 1.. are
-            the chords.
-        spacing: length of one pixel in cm; the volume is then in mL (cm^3).
-
-    Returns:
-        Volume in ``spacing``-units cubed.
-    """
-    x1, y1, x2, y2 = (np.asarray(a, dtype=np.float64) for a in (x1, y1, x2, y2))
-    if x1.shape[0] < 2:
-        raise ValueError("a tracing needs a long axis and at least one chord")
-    length = np.hypot(x2[0] - x1[0], y2[0] - y1[0])
-    diameters = np.hypot(x2[1:] - x1[1:], y2[1:] - y1[1:])
-    n = diameters.shape[0]
-    return float(np.pi / 4.0 * np.sum(diameters**2) * length / n * spacing**3)
-
-
-def ejection_fraction(edv, esv):
-    """EF in percent, ``100 * (EDV - ESV) / EDV``; works on scalars and arrays."""
-    edv = np.asarray(edv, dtype=np.float64)
-    esv = np.asarray(esv, dtype=np.float64)
-    return 100.0 * (edv - esv) / np.maximum(edv, 1e-9)
+# Re-exported: the formula lives in echossl.geometry so that simulate/ need not import evaluation/.
+from echossl.geometry import disks_volumes, ejection_fraction, method_of_disks  # noqa: F401
 
 
 def mask_volume(masks, n_disks: int = 20, spacing: float = 1.0) -> np.ndarray:

@@ -128,6 +128,36 @@ def frame_embeddings(feature_map: torch.Tensor, pool: str = "sum") -> torch.Tens
     raise ValueError(f"pool must be 'sum' or 'mean', got {pool!r}")
 
 
+LOSS_REDUCTIONS = ("sum", "mean")
+
+
+def segmentation_loss(logits: torch.Tensor, mask: torch.Tensor, reduction: str = "sum") -> torch.Tensor:
+    """``L_seg`` (eq. 8): binary cross-entropy with logits on the traced ED and ES frames.
+
+    Args:
+        logits: ``(B, 1, H, W)`` (or any shape) LV logits of the batch's frames.
+        mask: the same shape, 0/1 LV masks.
+        reduction: ``sum`` -- the EchoNet-Dynamic reference's and the CSS code's
+            reduction: the BCE summed over every pixel of the batch, then halved,
+            i.e. ``(sum over the ED frames + sum over the ES frames) / 2`` when the
+            batch holds B ED and B ES frames (``EchoNetFrames`` yields both of every
+            labeled video). The paper's SGD at lr 1e-5 and ``w_css = 0.01`` were set
+            against this scale: with 20 + 20 frames of 112 px it is 2.5e5 times the
+            per-pixel mean. ``mean`` -- the per-pixel mean, kept by the ``cpu``
+            preset: its Adam is invariant to the scale of the loss, and its
+            measured results were obtained with it (what changes is only the
+            balance of ``L_seg`` against ``w_css * L_css``).
+
+    Returns:
+        A scalar.
+    """
+    if reduction == "sum":
+        return F.binary_cross_entropy_with_logits(logits, mask, reduction="sum") / 2
+    if reduction == "mean":
+        return F.binary_cross_entropy_with_logits(logits, mask, reduction="mean")
+    raise ValueError(f"reduction must be {' or '.join(LOSS_REDUCTIONS)}, got {reduction!r}")
+
+
 # --------------------------------------------------------------------------- #
 # The segmentation model trained with L_vol = L_seg + w_css * L_css (eq. 9).
 # --------------------------------------------------------------------------- #
@@ -139,23 +169,33 @@ class SegmentationModule(L.LightningModule):
     Batches are ``{"frames": EchoNetFrames batch, "clip": EchoNetDynamic batch}``
     (the ``clip`` part only when CSS is on). The supervised loss is pixel-wise
     binary cross-entropy on the ED and ES masks (eq. 8; two-class cross-entropy
-    with one logit). CSS acts on the shared encoder's pooled per-frame features,
-    never on the predicted masks (Sec. III-A).
+    with one logit), reduced as :func:`segmentation_loss` says. CSS acts on the
+    shared encoder's pooled per-frame features, never on the predicted masks
+    (Sec. III-A).
 
     Args:
         model: segmenter name (see :func:`echossl.models.segmentation.build_segmenter`).
         css: ``None`` for supervised only, else the CSS settings (weight, template,
             search, s, c, tau, pool).
         norm: ``{"mean": [...], "std": [...], "size": int|None}`` recorded for inference.
+        loss_reduction: ``sum`` (the reference's, which the paper's SGD lr 1e-5 and
+            ``w_css = 0.01`` were tuned against) or ``mean`` (per pixel); see
+            :func:`segmentation_loss`. The default ``mean`` keeps checkpoints made
+            before the option existed loading as they were trained.
     """
 
     def __init__(self, model: str = "small_deeplab", optimizer: str = "adam", lr: float = 1e-3,
                  momentum: float = 0.9, weight_decay: float = 0.0, css: dict | None = None,
-                 norm: dict | None = None, task: str = "seg"):
+                 norm: dict | None = None, task: str = "seg", loss_reduction: str = "mean"):
         super().__init__()
+        if loss_reduction not in LOSS_REDUCTIONS:
+            raise ValueError(f"seg.loss_reduction must be {' or '.join(LOSS_REDUCTIONS)}, got {loss_reduction!r}")
         self.save_hyperparameters()
         self.net = build_segmenter(model)
-        self.bce = torch.nn.BCEWithLogitsLoss()
+
+    def bce(self, logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``L_seg`` of ``(B, 1, H, W)`` logits against ``(B, 1, H, W)`` masks, in this module's reduction."""
+        return segmentation_loss(logits, mask, self.hparams.get("loss_reduction", "mean"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W) -> (B, 1, H, W)`` logits."""

@@ -36,6 +36,27 @@ Readings of the paper chosen here (and why):
 - The inference network ``self.net`` is the EMA teacher video encoder (DINO's
   evaluation choice) for the two distillation variants and the encoder for the
   VideoMAE-style baseline.
+- Masking is VideoMAE's *tube* masking (:func:`echossl.models.vit.tube_token_mask`): one
+  spatial mask shared by all time steps, for DISCOVER's video student and the VideoMAE-style
+  row. The image student's views are single frames and keep i.i.d. patch masks.
+- Position shortcut: the image teacher adds fixed position codes to its patch tokens, so at
+  initialisation about half of its patch-token variance is a function of the patch position
+  alone (measured by :func:`position_variance_share`). The decoder receives the masked
+  tokens' position codes, so it could score L_SCD by predicting position. With
+  ``scd.centre_positions`` (default true) the per-position mean over the batch is removed from
+  the targets (:func:`remove_position_mean`), leaving no position-only component to predict.
+- Optimisation (VideoMAE / DINO conventions): ``lr = base_lr x total_batch / 256`` with
+  ``total_batch = batch_size x devices x nodes x accumulation`` (``base_lr`` 1.5e-4);
+  AdamW with no weight decay on norms, biases, the heads' last layers and the prototypes
+  (lightly's ``get_weight_decay_parameters``); gradient clipping by norm (``grad_clip``,
+  DINO 3.0) in ``configure_gradient_clipping``; the heads' last layers and the prototypes
+  frozen for the first ``freeze_last_layer`` epochs (DINO; SwaV freezes its prototypes).
+- Collapse monitors (:func:`collapse_statistics`): per batch, the mean per-sample entropy of
+  the teacher's centred, sharpened targets / ln K, the entropy of the batch-mean target / ln K
+  (video and image branches) and the std across the batch of the L2-normalised teacher CLS
+  embedding; averaged per epoch into ``self.collapse`` and logged as ``collapse_*``. A healthy
+  run keeps each target ratio <= 0.95 (not uniform) and each batch ratio >= 0.3 (not all on
+  one dimension); crossing a bound warns once.
 """
 
 from __future__ import annotations
@@ -49,11 +70,11 @@ import torch.nn.functional as F
 from lightly.loss import DINOLoss
 from lightly.loss.swav_loss import sinkhorn
 from lightly.models.modules import DINOProjectionHead
-from lightly.models.utils import update_momentum
+from lightly.models.utils import get_weight_decay_parameters, update_momentum
 from lightly.utils.scheduler import cosine_schedule
 from torch import nn
 
-from echossl.models.vit import TokenDecoder, build_vit, random_token_mask
+from echossl.models.vit import TokenDecoder, build_vit, random_token_mask, tube_token_mask
 
 VARIANTS = ("discover", "videomae", "video-dino")
 
@@ -86,6 +107,17 @@ class MaskedViewDistillation(nn.Module):
         self.dino = DINOLoss(output_dim=output_dim, warmup_teacher_temp=teacher_temp_start,
                              teacher_temp=teacher_temp, warmup_teacher_temp_epochs=warmup_epochs,
                              student_temp=student_temp, center_momentum=center_momentum)
+
+    def teacher_temperature(self, epoch: int) -> float:
+        """tau_t at ``epoch`` (lightly's linear warm-up, then constant)."""
+        d = self.dino
+        if epoch < d.warmup_teacher_temp_epochs:
+            return float(d.teacher_temp_schedule[epoch])
+        return float(d.teacher_temp)
+
+    def statistics(self, teacher: torch.Tensor, epoch: int = 0) -> dict[str, float]:
+        """:func:`collapse_statistics` of ``teacher (B, K)`` with the current centre (before its update)."""
+        return collapse_statistics(teacher, self.dino.center, self.teacher_temperature(epoch))
 
     def forward(self, teacher: torch.Tensor, students: torch.Tensor, epoch: int = 0,
                 update_center: bool = True) -> torch.Tensor:
@@ -167,6 +199,46 @@ def pixel_targets(video: torch.Tensor, tubelet: int, patch: int) -> torch.Tensor
     return (x - x.mean(-1, keepdim=True)) / (x.var(-1, keepdim=True, unbiased=True) + 1e-6).sqrt()
 
 
+def remove_position_mean(patch_features: torch.Tensor) -> torch.Tensor:
+    """Remove the per-position mean over the batch: ``(B, T, P, D) -> (B, T, P, D)``.
+
+    The mean over all ``B x T`` frames at patch position ``p`` is the part of the image
+    teacher's patch feature that position alone predicts; the decoder knows each masked
+    token's position, so that part would score L_SCD without any video content."""
+    return patch_features - patch_features.mean(dim=(0, 1), keepdim=True)
+
+
+def position_variance_share(patch_features: torch.Tensor) -> float:
+    """Share of the patch-token variance explained by the position: ``(B, T, P, D) -> float``.
+
+    ``sum_d Var_p(E_{b,t}[x_{btpd}]) / sum_d Var_{b,t,p}(x_{btpd})`` (between-position over
+    total variance, population variances)."""
+    x = patch_features.detach().float().flatten(0, 1)  # (BT, P, D)
+    total = x.var(dim=(0, 1), unbiased=False).sum()
+    between = x.mean(0).var(0, unbiased=False).sum()
+    return float(between / total.clamp_min(1e-12))
+
+
+@torch.no_grad()
+def collapse_statistics(teacher_out: torch.Tensor, center: torch.Tensor, temperature: float) -> dict[str, float]:
+    """DINO collapse monitors of one batch of teacher head outputs ``(B, K)``.
+
+    ``P = softmax((teacher_out - center) / temperature)`` are the targets. Returns
+    ``target_entropy_ratio`` = mean_b H(P_b) / ln K (1: uniform targets, collapse by
+    flattening) and ``batch_entropy_ratio`` = H(mean_b P_b) / ln K (near 0: every sample on
+    the same dimension, collapse by domination)."""
+    k = teacher_out.shape[-1]
+    p = F.softmax((teacher_out.float() - center.reshape(1, -1).float()) / temperature, dim=-1)
+    ent = -(p * p.clamp_min(1e-12).log()).sum(-1)
+    mean = p.mean(0)
+    batch = -(mean * mean.clamp_min(1e-12).log()).sum()
+    log_k = float(torch.log(torch.tensor(float(k))))
+    return {"target_entropy_ratio": float(ent.mean()) / log_k, "batch_entropy_ratio": float(batch) / log_k}
+
+
+COLLAPSE_BOUNDS = {"target_entropy_ratio": ("<=", 0.95), "batch_entropy_ratio": (">=", 0.3)}
+
+
 def ema_update(student: nn.Module, teacher: nn.Module, momentum: float) -> None:
     """Eq. (2): ``theta_t <- lambda theta_t + (1 - lambda) theta_s`` (lightly's ``update_momentum``)."""
     update_momentum(student, teacher, m=momentum)
@@ -189,6 +261,26 @@ def _total_steps(trainer) -> int:
     """Optimizer steps of the whole run (schedules need it); 1 when unbounded."""
     total = trainer.estimated_stepping_batches
     return max(1, int(total)) if total != float("inf") else 1
+
+
+def _embedding_std(x: torch.Tensor) -> float:
+    """Mean over dimensions of the std across the batch of L2-normalised embeddings ``(B, D)``.
+
+    About ``1 / sqrt(D)`` for well-spread embeddings, 0 when every sample maps to one point."""
+    if x.shape[0] < 2:
+        return float("nan")
+    return float(F.normalize(x.detach().float(), dim=-1).std(0).mean())
+
+
+def collapse_warnings(stats: dict) -> list[str]:
+    """The monitors of ``stats`` outside :data:`COLLAPSE_BOUNDS` (target <= 0.95, batch >= 0.3)."""
+    out = []
+    for key, value in stats.items():
+        for suffix, (op, bound) in COLLAPSE_BOUNDS.items():
+            if key.endswith(suffix) and value is not None and value == value:
+                if (op == "<=" and value > bound) or (op == ">=" and value < bound):
+                    out.append(f"{key} = {value:.3f} (healthy {op} {bound})")
+    return out
 
 
 def _frozen_copy(module: nn.Module, fresh: nn.Module | None = None) -> nn.Module:
@@ -222,6 +314,12 @@ class DiscoverModule(L.LightningModule):
         scd: ``{prototypes, tau, epsilon, iterations, weight}``.
         ema: ``{start, end}`` momentum, cosine-scheduled over training (paper 0.996 -> 1).
         lr, weight_decay, warmup_fraction: AdamW with linear warm-up then cosine decay.
+        base_lr, batch_size: when ``base_lr`` is set, the peak learning rate is
+            ``base_lr x batch_size x world_size x accumulation / 256`` (VideoMAE) and ``lr``
+            is ignored; ``None`` keeps ``lr`` as given (old checkpoints).
+        grad_clip: gradient-norm clipping (DINO: 3.0; ``None``/0 disables).
+        freeze_last_layer: epochs during which the DINO heads' last layers and the SCD
+            prototypes get no update (DINO: 1).
         norm, length, period: recorded for evaluation (normalisation, clip sampling).
     """
 
@@ -231,11 +329,16 @@ class DiscoverModule(L.LightningModule):
                  image_frames: int | None = None, temps: dict | None = None, scd: dict | None = None,
                  ema: dict | None = None, lr: float = 1.5e-4, weight_decay: float = 0.05,
                  warmup_fraction: float = 0.1, norm: dict | None = None, length: int = 64, period: int = 3,
-                 task: str = "discover"):
+                 base_lr: float | None = None, batch_size: int = 8, grad_clip: float | None = 3.0,
+                 freeze_last_layer: int = 1, task: str = "discover"):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
         self.save_hyperparameters()
+        self.collapse: dict[str, float | None] = {}   # last finished epoch's collapse monitors
+        self._collapse_batches: list[dict] = []
+        self._collapse_warned = False
+        self._batch_collapse: dict = {}
         video = video or {"patch": 16, "tubelet": 2, "dim": 768, "depth": 12, "heads": 12}
         decoder = decoder or {"dim": 384, "depth": 4, "heads": 6}
         head = head or {"hidden_dim": 2048, "bottleneck_dim": 256, "output_dim": 65536}
@@ -288,9 +391,11 @@ class DiscoverModule(L.LightningModule):
             teacher_out = self.teacher_head(teacher_cls)  # (B, K)
         tokens = self.student.tokenize(video)  # (B, N, D)
         grid = self.student.grid(video)
-        keep, masked = random_token_mask(m * b, tokens.shape[1], hp.mask_ratio, video.device, generator)
+        keep, masked = tube_token_mask(m * b, grid, hp.mask_ratio, video.device, generator)
         student_x = self.student.encode(tokens.repeat(m, 1, 1), keep)  # (M*B, 1+n_keep, D), view-major
         student_out = self.student_head(student_x[:, 0]).reshape(m, b, -1)
+        self._batch_collapse = {**{f"video_{k}": v for k, v in self.video_loss.statistics(teacher_out, epoch).items()},
+                                "embedding_std": _embedding_std(teacher_cls)}
         out = {"loss_vid": self.video_loss(teacher_out, student_out, epoch, update_center)}  # eq. 4
         loss = out["loss_vid"]
         if hp.variant == "discover":
@@ -319,12 +424,19 @@ class DiscoverModule(L.LightningModule):
         img_student_out = self.image_student_head(img_student).reshape(views, flat.numel(), -1)
         with torch.no_grad():
             img_teacher_out = self.image_teacher_head(teacher_x[flat, 0])
+        self._batch_collapse.update({f"image_{k}": v for k, v in
+                                     self.image_loss.statistics(img_teacher_out, epoch).items()})
         loss_img = self.image_loss(img_teacher_out, img_student_out, epoch, update_center)
         # --- eqs. 7-9: decoder-reconstructed masked tokens vs image-teacher patch features
-        targets = tube_targets(teacher_x[:, 1:].reshape(b, t, -1, teacher_x.shape[-1]), self.student.tubelet)
+        patch_feats = teacher_x[:, 1:].reshape(b, t, -1, teacher_x.shape[-1])  # (B, T, P, Di)
+        self._batch_collapse["target_position_share"] = position_variance_share(patch_feats)
+        scd = hp.scd or {}
+        if scd.get("centre_positions", True):
+            patch_feats = remove_position_mean(patch_feats)
+        self._batch_collapse["target_position_share_used"] = position_variance_share(patch_feats)
+        targets = tube_targets(patch_feats, self.student.tubelet)
         recon = self.decoder(visible, keep, masked, grid)  # (M*B, n_mask, Di)
         targets = torch.gather(targets.repeat(views, 1, 1), 1, masked.unsqueeze(-1).expand(-1, -1, targets.shape[-1]))
-        scd = hp.scd or {}
         loss_scd = semantic_cluster_distillation(
             recon.reshape(-1, recon.shape[-1]), targets.reshape(-1, targets.shape[-1]), self.prototypes,
             tau=float(scd.get("tau", 0.1)), epsilon=float(scd.get("epsilon", 0.05)),
@@ -333,9 +445,10 @@ class DiscoverModule(L.LightningModule):
 
     def _videomae_losses(self, video, generator):
         tokens = self.net.tokenize(video)
-        keep, masked = random_token_mask(video.shape[0], tokens.shape[1], self.hparams.mask_ratio, video.device,
-                                         generator)
+        keep, masked = tube_token_mask(video.shape[0], self.net.grid(video), self.hparams.mask_ratio, video.device,
+                                       generator)
         x = self.net.encode(tokens, keep)
+        self._batch_collapse = {"embedding_std": _embedding_std(x[:, 1:].mean(1))}
         pred = self.decoder(x[:, 1:], keep, masked, self.net.grid(video))
         target = pixel_targets(video, self.net.tubelet, self.net.patch)
         target = torch.gather(target, 1, masked.unsqueeze(-1).expand(-1, -1, target.shape[-1]))
@@ -349,7 +462,71 @@ class DiscoverModule(L.LightningModule):
         out = self.losses(video)
         for name, value in out.items():
             self.log(f"train_{name}", value, prog_bar=name == "loss", batch_size=video.shape[0])
+        self._collapse_batches.append(dict(self._batch_collapse))
         return out["loss"]
+
+    def on_train_epoch_start(self):
+        self._collapse_batches = []
+
+    def on_train_epoch_end(self):
+        """Average the epoch's collapse monitors into ``self.collapse``, log them, warn once."""
+        if not self._collapse_batches:
+            return
+        keys = sorted({k for b in self._collapse_batches for k in b})
+        self.collapse = {k: float(sum(b[k] for b in self._collapse_batches if k in b)
+                                  / sum(1 for b in self._collapse_batches if k in b)) for k in keys}
+        for k, v in self.collapse.items():
+            self.log(f"collapse_{k}", v, on_epoch=True)
+        crossed = collapse_warnings(self.collapse)
+        if crossed and not self._collapse_warned:
+            self._collapse_warned = True
+            warnings.warn(f"DISCOVER collapse monitor out of bounds at epoch {self.current_epoch}: "
+                          + "; ".join(crossed), RuntimeWarning, stacklevel=1)
+
+    def on_after_backward(self):
+        """DINO's stabiliser: no update of the heads' last layers and the prototypes early on."""
+        if self.hparams.variant == "videomae":
+            return
+        epoch = int(self.current_epoch)
+        heads = [self.student_head] + ([self.image_student_head] if self.hparams.variant == "discover" else [])
+        for h in heads:
+            h.freeze_last_layer = int(self.hparams.get("freeze_last_layer", 0) or 0)
+            h.cancel_last_layer_gradients(epoch)
+        if self.hparams.variant == "discover" and epoch < int(self.hparams.get("freeze_last_layer", 0) or 0):
+            self.prototypes.grad = None
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        clip = self.hparams.get("grad_clip") or gradient_clip_val
+        if clip:
+            self.clip_gradients(optimizer, gradient_clip_val=float(clip), gradient_clip_algorithm="norm")
+
+    def peak_lr(self) -> float:
+        """``base_lr x total_batch / 256`` (VideoMAE) when ``base_lr`` is set, else ``lr``."""
+        hp = self.hparams
+        if hp.get("base_lr") is None:
+            return float(hp.lr)
+        world, accumulate = 1, 1
+        if self._trainer is not None:
+            world = int(self.trainer.world_size)
+            accumulate = int(self.trainer.accumulate_grad_batches)
+        return float(hp.base_lr) * int(hp.batch_size) * world * accumulate / 256.0
+
+    def parameter_groups(self) -> list[dict]:
+        """AdamW groups: decay on weights; none on norms, biases, the heads' last layers, prototypes."""
+        exempt = set()
+        for name in ("student_head", "image_student_head"):
+            head = getattr(self, name, None)
+            if head is not None:
+                exempt.update(id(p) for p in head.last_layer.parameters())
+        if getattr(self, "prototypes", None) is not None:
+            exempt.add(id(self.prototypes))
+        decay, no_decay = get_weight_decay_parameters([self])
+        # lightly does not know cls tokens / mask tokens: 1-D parameters get no decay either (DINO, MAE)
+        decay_ok = [p for p in decay if p.requires_grad and id(p) not in exempt and p.ndim > 1]
+        ids = {id(p) for p in decay_ok}
+        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in ids]
+        return [{"params": decay_ok, "weight_decay": float(self.hparams.weight_decay)},
+                {"params": rest, "weight_decay": 0.0}]
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
         if self.hparams.variant == "videomae":
@@ -377,8 +554,7 @@ class DiscoverModule(L.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        params = [p for p in self.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        opt = torch.optim.AdamW(self.parameter_groups(), lr=self.peak_lr())
         total = _total_steps(self.trainer)
         warm = int(round(hp.warmup_fraction * total))
 

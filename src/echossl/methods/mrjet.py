@@ -169,20 +169,75 @@ def extract_tiles(img: torch.Tensor, grid: int = 3, gap: int = 6) -> torch.Tenso
     return tiles.reshape(*img.shape[:-3], grid * grid, img.shape[-3], t, t)
 
 
+def jittered_tiles(img: torch.Tensor, grid: int = 3, gap: int = 6, generator: torch.Generator | None = None
+                   ) -> torch.Tensor:
+    """Tiles at a random position inside their cell: ``(..., C, S, S) -> (..., grid*grid, C, t, t)``.
+
+    Anti-shortcut measure of the jigsaw literature (Noroozi & Favaro 2016): the image is cut
+    into ``grid x grid`` cells of side ``c = S // grid`` and each tile (side ``t``, as
+    :func:`extract_tiles`) starts at an independent random offset in ``[0, c - t]`` of its
+    cell, so edge continuity and absolute pixel position no longer reveal a tile's place.
+    Every image of the leading dimensions gets the same offsets (both views of a crop).
+    """
+    s = img.shape[-1]
+    t = tile_size(s, grid, gap)
+    cell = s // grid
+    slack = max(0, cell - t)
+    n = grid * grid
+    off = torch.randint(0, slack + 1, (2, n), generator=generator)  # per-tile row / column offset
+    cells = torch.arange(n)
+    r0 = (cells // grid) * cell + off[0]
+    c0 = (cells % grid) * cell + off[1]
+    ar = torch.arange(t)
+    rows = (r0[:, None] + ar[None, :]).to(img.device)   # (n, t)
+    cols = (c0[:, None] + ar[None, :]).to(img.device)   # (n, t)
+    tiles = img[..., rows[:, :, None], cols[:, None, :]]  # (..., C, n, t, t)
+    return tiles.movedim(-3, -4)
+
+
+def normalise_tiles(tiles: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Per-tile, per-channel standardisation ``(..., C, t, t)``: mean 0, std 1 inside each tile.
+
+    Removes each tile's brightness and contrast (low-level statistics that, with the sector
+    fan of an echo, predict the grid position without any anatomy)."""
+    mean = tiles.mean(dim=(-2, -1), keepdim=True)
+    std = tiles.std(dim=(-2, -1), keepdim=True, unbiased=False)
+    return (tiles - mean) / (std + eps)
+
+
+def colour_from_strength(strength: float) -> tuple[float, float]:
+    """SimCLR's colour-distortion strength ``s`` -> (brightness/contrast/saturation jitter, hue).
+
+    ``ColorJitter(0.8 s, 0.8 s, 0.8 s, 0.2 s)`` (Chen et al. 2020, App. A); hue capped at 0.5."""
+    s = float(strength)
+    return 0.8 * s, min(0.5, 0.2 * s)
+
+
 class JigsawViews:
     """Eq. 1: a random crop of a frame, then two colour/blur transforms ``z_1, z_2``, each tiled.
 
     ``frame (3, H, W) uint8 -> (2, 9, 3, t, t)`` float, normalised with ``mean``/``std``.
-    Colour distortion is SimCLR's (colour jitter with probability 0.8, grey-scale 0.2);
-    Gaussian blur with probability ``blur``.
+    Colour distortion is SimCLR's (colour jitter with probability 0.8, grey-scale ``grayscale``);
+    Gaussian blur with probability ``blur``. ``color_strength`` (SimCLR's ``s``), when given,
+    sets the jitter to 0.8 s and the hue range to 0.2 s, overriding ``jitter`` and ``hue``.
+
+    Anti-shortcut measures (issue 15): ``tile_jitter`` places each tile at a random offset
+    inside its cell (:func:`jittered_tiles`; otherwise the fixed grid of
+    :func:`extract_tiles`), and ``tile_norm`` standardises every tile on its own
+    (:func:`normalise_tiles`) after the global ``mean``/``std``.
     """
 
     def __init__(self, crop_size: int = 72, scale=(0.3, 0.8), grid: int = 3, gap: int = 6, jitter: float = 0.4,
                  hue: float = 0.1, grayscale: float = 0.2, blur: float = 0.5, mean=(0.5, 0.5, 0.5),
-                 std=(0.25, 0.25, 0.25)):
+                 std=(0.25, 0.25, 0.25), color_strength: float | None = None, tile_jitter: bool = True,
+                 tile_norm: bool = True):
         from torchvision.transforms import v2
 
         tile_size(crop_size, grid, gap)
+        if color_strength is not None:
+            jitter, hue = colour_from_strength(color_strength)
+        self.jitter, self.hue, self.grayscale = float(jitter), float(hue), float(grayscale)
+        self.tile_jitter, self.tile_norm = bool(tile_jitter), bool(tile_norm)
         self.grid, self.gap = grid, gap
         self.crop = v2.RandomResizedCrop(crop_size, scale=tuple(scale), ratio=(0.8, 1.25), antialias=True)
         kernel = max(3, int(0.1 * crop_size) // 2 * 2 + 1)
@@ -197,7 +252,10 @@ class JigsawViews:
     def __call__(self, frame: torch.Tensor) -> torch.Tensor:
         x = self.crop(frame)
         views = torch.stack([self.colour(x), self.colour(x)]).float().div_(255.0)
-        return extract_tiles((views - self.mean) / self.std, self.grid, self.gap)
+        views = (views - self.mean) / self.std
+        tiles = (jittered_tiles(views, self.grid, self.gap) if self.tile_jitter
+                 else extract_tiles(views, self.grid, self.gap))
+        return normalise_tiles(tiles) if self.tile_norm else tiles
 
 
 # --------------------------------------------------------------------------- #
@@ -351,12 +409,16 @@ class MRJetModule(L.LightningModule):
     Batches are :class:`echossl.data.mrjet.MRJetClips` items: ``video (B, T, 3, S, S)``,
     ``e (B, T)``, ``jet (B, T, 1, S, S)``, ``valid (B, T)``.
     ``norm`` = ``{"mean", "std", "crop", "size"}`` is recorded for inference.
+    ``window``: the training clip length; inference runs the network on consecutive windows
+    of this many frames (the LSTM and the recognition decoder then see the same temporal
+    context at test as in training). ``None``: whole videos (old checkpoints).
+    ``peak_height``: the E' peak threshold, chosen on VAL by the training pipeline.
     """
 
     def __init__(self, backbone: str = "small", lstm_hidden: int | None = None, recog_hidden: int = 64,
                  seg_weight: float = 1.0, optimizer: str = "adam", lr: float = 1e-3, momentum: float = 0.9,
                  weight_decay: float = 0.0, peak_height: float = 0.3, peak_distance: int = 8,
-                 norm: dict | None = None, task: str = "mrjet"):
+                 norm: dict | None = None, window: int | None = None, task: str = "mrjet"):
         super().__init__()
         self.save_hyperparameters()
         self.net = MRJetNet(backbone, lstm_hidden, recog_hidden)

@@ -155,6 +155,20 @@ def cross_modal_contrast(y_v: torch.Tensor, y_s: torch.Tensor, y_neg: torch.Tens
     return (-a + F.softplus(b - a) + torch.logsumexp(sims, dim=1)).mean()
 
 
+def voicing_control(pos_voiced: torch.Tensor, neg_voiced: torch.Tensor) -> torch.Tensor:
+    """Speech-only control for the pair task: "is this speech voiced?" alone, without the video.
+
+    The rule calls an excerpt correlated iff it is voiced. Per pair, its accuracy is the mean of
+    the positive's decision (right when voiced) and the negative's (right when unvoiced), as
+    :func:`echossl.pipelines.video_speech.evaluate_pretext` scores the model.
+
+    Args: ``pos_voiced, neg_voiced``: ``(N,)`` bool VAD decisions of the two excerpts.
+    Returns: ``(N,)`` float accuracy per pair, in {0, 0.5, 1}. On pairs where both excerpts
+    are voiced it is 0.5 (chance) by construction: voicing carries no label there.
+    """
+    return (pos_voiced.float() + (1.0 - neg_voiced.float())) / 2
+
+
 def saliency_kl_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """KL(target || softmax(logits)) over pixels: ``(B, H, W)`` logits and densities summing to 1 -> scalar."""
     logp = torch.log_softmax(logits.flatten(1), dim=1)
@@ -183,7 +197,8 @@ class VideoSpeechPretraining(_ClipGradients, L.LightningModule):
     * ``baseline`` — hard-pair correlation classification L_cls on all pairs;
     * ``contrast`` — + cross-modal contrast L_cont, on all pairs;
     * ``full`` — + affinity-aware self-paced learning: L_cls and L_cont on
-      high-affinity pairs only (the positive speech is mostly voiced), L_ord on
+      high-affinity pairs only (both the positive and the negative speech are mostly
+      voiced, so voicing alone cannot tell them apart), L_ord on
       the video of low-affinity intervals;
     * ``video-only`` — frame-order prediction L_ord on every interval, no speech.
 

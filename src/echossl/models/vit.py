@@ -245,6 +245,32 @@ def random_token_mask(batch: int, n_tokens: int, ratio: float, device=None, gene
     return keep, masked
 
 
+def tube_token_mask(batch: int, grid: tuple[int, int, int], ratio: float, device=None,
+                    generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """VideoMAE tube masking: one random spatial mask per row, shared by every time step.
+
+    I.i.d. space-time masking lets a masked token be copied from the same patch at a
+    neighbouring time (echo frames change slowly), so the pretext task is solved by
+    temporal interpolation; VideoMAE (and DISCOVER, which builds on it) therefore hide the
+    same patches in every frame.
+
+    Args:
+        batch: rows (views x clips).
+        grid: token grid ``(T', h, w)``; tokens are flattened time-major (index ``t*h*w + p``).
+        ratio: share of *spatial* positions hidden (hence of all tokens).
+
+    Returns:
+        ``keep (B, T' * n_keep_s)`` and ``masked (B, T' * n_mask_s)`` sorted token indices,
+        ``n_mask_s = round(ratio * h * w)`` clipped to [1, h*w - 1].
+    """
+    t, h, w = (int(g) for g in grid)
+    keep_s, masked_s = random_token_mask(batch, h * w, ratio, device, generator)  # (B, n_keep_s), (B, n_mask_s)
+    offsets = (torch.arange(t, device=keep_s.device) * h * w)[None, :, None]  # (1, T', 1)
+    keep = (keep_s[:, None, :] + offsets).reshape(batch, -1)  # sorted: time-major, then sorted patches
+    masked = (masked_s[:, None, :] + offsets).reshape(batch, -1)
+    return keep, masked
+
+
 def build_vit(cfg: dict, *, image: bool = False) -> VideoViT:
     """A video (or image) ViT from a ``{patch, tubelet, dim, depth, heads, mlp_ratio}`` dict."""
     kw = {k: cfg[k] for k in ("patch", "dim", "depth", "heads") if k in cfg}

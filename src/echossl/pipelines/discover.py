@@ -50,7 +50,11 @@ def build_module(variant: str, cfg: dict, norm: dict):
                           decoder=dict(d["decoder"]), head=dict(d["head"]), mask_ratio=float(d["mask_ratio"]),
                           image_mask_ratio=d.get("image_mask_ratio"),
                           views=int(d["views"]), image_frames=d.get("image_frames"), temps=dict(d["temps"]),
-                          scd=dict(d["scd"]), ema=dict(d["ema"]), lr=float(d["lr"]),
+                          scd=dict(d["scd"]), ema=dict(d["ema"]),
+                          lr=float(d["lr"]) if d.get("lr") is not None else float(d.get("base_lr", 1.5e-4)),
+                          base_lr=None if d.get("lr") is not None else float(d.get("base_lr", 1.5e-4)),
+                          batch_size=int(d["batch_size"]), grad_clip=d.get("grad_clip", 3.0),
+                          freeze_last_layer=int(d.get("freeze_last_layer", 1)),
                           weight_decay=float(d["weight_decay"]), warmup_fraction=float(d["warmup_fraction"]),
                           norm=dict(norm), length=int(d["length"]), period=int(d["period"]), task=variant)
 
@@ -98,9 +102,57 @@ def _loader(ds, batch_size: int, cfg: dict, shuffle: bool, drop_last: bool = Fal
                       persistent_workers=workers > 0, drop_last=drop_last)
 
 
+def normal_only(cfg: dict) -> bool:
+    """Whether pre-training sees normal TRAIN videos only (``discover.normal_only``).
+
+    ``auto`` (default): when the kNN anomaly protocol is among ``discover.eval.protocols``, as
+    the paper ("trained solely on normal videos"); ``true``/``false`` force it."""
+    d = cfg["discover"]
+    value = d.get("normal_only", "auto")
+    if value in (None, "auto"):
+        return "knn" in list(d["eval"]["protocols"])
+    return bool(value)
+
+
+def normal_videos(root, names: list[str]) -> list[str]:
+    """The videos of ``names`` whose EF is normal (45 <= EF <= 75, the anomaly protocol's label)."""
+    from echossl.data.echonet import read_filelist
+
+    table = read_filelist(root).set_index("FileName")
+    ef = table.loc[list(names), "EF"].to_numpy(dtype=float)
+    keep = [n for n, a in zip(names, P.abnormal(ef)) if not a]
+    if not keep:
+        raise EchosslError(f"{Path(root) / 'FileList.csv'} has no normal-EF TRAIN video to pre-train on")
+    return keep
+
+
+def write_collapse(run: Path, collapse: dict | None) -> None:
+    """Add the ``collapse`` object (CONTRACT) to ``RUN/metrics.json`` and keep it in ``RUN/collapse.json``."""
+    from echossl.io import atomic_write_text
+
+    keys = ("video_target_entropy_ratio", "image_target_entropy_ratio", "video_batch_entropy_ratio",
+            "image_batch_entropy_ratio", "embedding_std")
+    if collapse is None:
+        record = run / "collapse.json"
+        if not record.is_file():
+            return
+        collapse = json.loads(record.read_text())
+    section = {k: _jsonable(collapse.get(k)) for k in keys}
+    section.update({k: _jsonable(v) for k, v in collapse.items() if k not in keys})
+    atomic_write_text(run / "collapse.json", json.dumps(section, indent=2) + "\n")
+    metrics_path = run / "metrics.json"
+    if metrics_path.is_file():
+        metrics = json.loads(metrics_path.read_text())
+        metrics["collapse"] = section
+        atomic_write_text(metrics_path, json.dumps(metrics, indent=2) + "\n")
+
+
 def pretrain(root, out, cfg: dict, opts: TrainerOptions, *, variant: str = "discover", init: str | None = None,
              split=None, evaluate: bool = True, camus=None) -> Path:
-    """Pre-train one variant on all TRAIN videos; ``best.ckpt`` by VAL loss; metrics on TEST."""
+    """Pre-train one variant on the TRAIN videos; ``best.ckpt`` by VAL loss; metrics on TEST.
+
+    With :func:`normal_only` only the normal-EF TRAIN videos are used. The collapse monitors of
+    the last epoch go to ``RUN/metrics.json`` (``collapse``) and ``RUN/collapse.json``."""
     from echossl.pipelines.semisupervised_ef import split_data
 
     split = split or split_data(root, cfg)
@@ -110,19 +162,26 @@ def pretrain(root, out, cfg: dict, opts: TrainerOptions, *, variant: str = "disc
     torch.manual_seed(int(cfg["seed"]))
     module = build_module(variant, cfg, split.norm)
     if init:
-        from echossl.checkpoints import load_module_weights
+        from echossl.checkpoints import load_init_weights
 
-        load_module_weights(module, init)
+        load_init_weights(module, init, allow_partial=bool(cfg.get("init_partial", False)),
+                          record=run / "init.json")
     n = split.norm
     common = dict(length=int(d["length"]), period=int(d["period"]), mean=n["mean"], std=n["std"], size=n["size"])
-    train = EchoNetDynamic(split.root, "TRAIN", filenames=split.train, clips=1, pad=d.get("pad"), **common)
+    names = normal_videos(split.root, split.train) if normal_only(cfg) else split.train
+    train = EchoNetDynamic(split.root, "TRAIN", filenames=names, clips=1, pad=d.get("pad"), **common)
     val = EchoNetDynamic(split.root, "VAL", filenames=split.val, clips=1, **common)
     bs = int(d["batch_size"])
     trainer = fit(module, _loader(train, bs, cfg, True, drop_last=len(train) > bs), _loader(val, bs, cfg, False),
                   run, opts, monitor="val_loss", mode="min")
+    if trainer.is_global_zero:
+        collapse = dict(module.collapse)
+        collapse["pretrain_videos"] = len(names)
+        write_collapse(run, collapse)
     if evaluate and trainer.is_global_zero:  # under DDP, evaluate once
         evaluate_checkpoint(best_checkpoint(run), split.root, "TEST", run / "metrics.json", cfg=cfg, camus=camus,
                             device=_device(opts))
+        write_collapse(run, None)
     return run
 
 
@@ -214,15 +273,25 @@ def evaluate_checkpoint(checkpoint, data, split, out_json, *, cfg: dict, camus=N
 # --------------------------------------------------------------------------- #
 
 
-def inference_gflops(backbone: P.VideoBackbone) -> float:
-    """GFLOPs of one clip embedding (batch 1), counted by ``torch.utils.flop_counter.FlopCounterMode``."""
+def count_flops(fn, *args) -> int:
+    """FLOPs of ``fn(*args)`` counted by ``FlopCounterMode``, attention included.
+
+    On CPU, ``scaled_dot_product_attention`` dispatches to a fused kernel that the counter
+    does not know, so attention counted as 0 (22 % of the shipped ViT's FLOPs); the math
+    kernel (explicit matmuls and softmax) is forced while counting."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
+    with torch.inference_mode(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        fn(*args)
+    return int(counter.get_total_flops())
+
+
+def inference_gflops(backbone: P.VideoBackbone) -> float:
+    """GFLOPs of one clip embedding (batch 1), attention included (:func:`count_flops`)."""
     x = torch.zeros(1, 3, backbone.length, backbone.size, backbone.size)
     backbone = backbone.eval().cpu()
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-        backbone.embed(x)
-    return counter.get_total_flops() / 1e9
+    return count_flops(backbone.embed, x) / 1e9
 
 
 def _rss_kb() -> int:
@@ -360,6 +429,7 @@ def reproduce_discover(out, cfg: dict, opts: TrainerOptions, *, data=None, camus
         if name != "random init":  # the run folder gets its metrics.json like any training command
             write_metrics_json(out / "runs" / name / "metrics.json", task=name, split="TEST", n=metrics.get("n", 0),
                                **{k: v for k, v in metrics.items() if k not in ("n", "seg_n")})
+            write_collapse(out / "runs" / name, None)
         row = {"method": ROW_LABELS.get(name, name), "key": name, **metrics, "gflops": inference_gflops(backbone),
                "pretrain_seconds": seconds,
                **training_memory(name, cfg, split.norm, int(rep.get("memory_steps", 2)))}

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from echossl.checkpoints import load_checkpoint, load_module_weights
+from echossl.checkpoints import load_checkpoint, load_init_weights
 from echossl.data.cache import FrameCache
 from echossl.data.mrjet import MRJetClips, MRJetFrames, centre_box, load_truth, prepare_frames, split_names
 from echossl.engine import TrainerOptions, best_checkpoint, fit, prepare_run
@@ -45,7 +45,9 @@ def _loader(dataset, batch_size: int, cfg: dict, shuffle: bool, drop_last: bool 
 def _views(cfg: dict) -> JigsawViews:
     j, norm = cfg["mrjet"]["jigsaw"], cfg["mrjet"]["norm"]
     return JigsawViews(crop_size=j["crop_size"], scale=j["scale"], grid=j["grid"], gap=j["gap"], jitter=j["jitter"],
-                       hue=j["hue"], grayscale=j["grayscale"], blur=j["blur"], mean=norm["mean"], std=norm["std"])
+                       hue=j["hue"], grayscale=j["grayscale"], blur=j["blur"], mean=norm["mean"], std=norm["std"],
+                       color_strength=j.get("color_strength"), tile_jitter=bool(j.get("tile_jitter", True)),
+                       tile_norm=bool(j.get("tile_norm", True)))
 
 
 def _threads(cfg: dict) -> None:
@@ -84,7 +86,8 @@ def pretrain_jigsaw(data, out, cfg: dict, opts: TrainerOptions, *, color: bool =
                           momentum=j["momentum"], weight_decay=j["weight_decay"])
     if init and not opts.resume:
         path = Path(init)
-        load_module_weights(module.net, best_checkpoint(path) if path.is_dir() else path, prefix="net.")
+        load_init_weights(module.net, path, prefix="net.", allow_partial=bool(cfg.get("init_partial", False)),
+                          record=run / "init.json")
     views = _views(cfg)
     train = MRJetFrames(data, names["TRAIN"], frames_per_video=j["frames_per_video"], transform=views)
     val = MRJetFrames(data, names["VAL"], frames_per_video=max(2, j["frames_per_video"] // 4), transform=views)
@@ -127,9 +130,10 @@ def evaluate_jigsaw(checkpoint, data, split: str, out_json, *, cfg: dict, names=
 # --------------------------------------------------------------------------- #
 
 def labeled_videos(train: list[str], fraction: float, seed: int) -> list[str]:
-    from echossl.data.echonet import labeled_split
+    """The labeled TRAIN videos: :func:`echossl.data.splits.labeled_subset` with the *split* seed."""
+    from echossl.data.splits import labeled_subset
 
-    return labeled_split(train, fraction, seed)[0]
+    return labeled_subset(train, fraction, seed)[0]
 
 
 def train_mrjet(data, out, cfg: dict, opts: TrainerOptions, *, init: str | Path | None = None,
@@ -143,17 +147,19 @@ def train_mrjet(data, out, cfg: dict, opts: TrainerOptions, *, init: str | Path 
     if not names["TRAIN"] or not names["VAL"]:
         raise EchosslError(f"{Path(data) / 'MRJetList.csv'} needs usable TRAIN and VAL videos")
     t, norm = cfg["mrjet"]["train"], cfg["mrjet"]["norm"]
-    labeled = labeled_videos(names["TRAIN"], cfg["labeled_fraction"], cfg["seed"])
+    labeled = labeled_videos(names["TRAIN"], cfg["labeled_fraction"], cfg.get("split_seed", 0))
     run = prepare_run(out, cfg, opts.resume)
     norm = {"mean": list(norm["mean"]), "std": list(norm["std"]), "crop": float(t["crop"]), "size": int(t["size"])}
     module = MRJetModule(backbone=t["backbone"], lstm_hidden=t["lstm_hidden"], recog_hidden=t["recog_hidden"],
                          seg_weight=t["seg_weight"], optimizer=t["optimizer"], lr=t["lr"], momentum=t["momentum"],
-                         weight_decay=t["weight_decay"], peak_height=t["peak_height"],
-                         peak_distance=t["peak_distance"], norm=norm)
+                         weight_decay=t["weight_decay"], peak_height=_fixed_height(t["peak_height"]),
+                         peak_distance=t["peak_distance"], norm=norm,
+                         window=int(t["length"]) if t.get("test_windows", True) else None)
     if init and not opts.resume:
         path = Path(init)
         path = best_checkpoint(path) if path.is_dir() else path
-        load_module_weights(module.net.backbone, path, prefix="net.backbone.")
+        load_init_weights(module.net.backbone, path, prefix="net.backbone.",
+                          allow_partial=bool(cfg.get("init_partial", False)), record=run / "init.json")
     common = {"crop": norm["crop"], "size": norm["size"], "mean": norm["mean"], "std": norm["std"]}
     train = MRJetClips(data, labeled, length=t["length"], train=True, samples=t["samples_per_epoch"], **common)
     val = MRJetClips(data, names["VAL"], length=None, **common)
@@ -161,9 +167,63 @@ def train_mrjet(data, out, cfg: dict, opts: TrainerOptions, *, init: str | Path 
                   monitor="val_loss", mode="min")
     if not trainer.is_global_zero:
         return run  # under DDP, evaluate once
+    extra = {"labeled_videos": len(labeled)}
+    height = None
+    if str(t["peak_height"]).lower() == "val":
+        module = load_mrjet(best_checkpoint(run)).to(_device(opts))
+        height, val_f1 = choose_peak_height(module, data, names["VAL"])
+        atomic_write_text(run / "peak_height.json", json.dumps({"peak_height": height, "val_f1_within2": val_f1}))
+        extra["peak_height_val_f1"] = val_f1
     evaluate_mrjet(best_checkpoint(run), data, "TEST", run / "metrics.json", names=names["TEST"],
-                   device=_device(opts), extra={"labeled_videos": len(labeled)})
+                   device=_device(opts), extra=extra, peak_height=height)
     return run
+
+
+PEAK_HEIGHTS = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05 ... 0.95
+
+
+def _fixed_height(value) -> float:
+    """The checkpoint's fallback threshold: a number as given; ``val`` -> 0.3 until VAL picks one."""
+    return 0.3 if str(value).lower() == "val" else float(value)
+
+
+def peak_counts(e_pred: np.ndarray, true_k: np.ndarray, height: float, distance: int) -> tuple[int, int, int, int]:
+    """``(hits_exact, hits_within2, n_pred, good_pred_within2)`` of one video's E' at ``height``."""
+    peaks = predict_peaks(e_pred, height, distance)
+    h0 = h2 = good = 0
+    if true_k.size and peaks.size:
+        gap = np.abs(true_k[:, None] - peaks[None, :])
+        h0, h2, good = int((gap.min(1) == 0).sum()), int((gap.min(1) <= 2).sum()), int((gap.min(0) <= 2).sum())
+    return h0, h2, int(peaks.size), good
+
+
+def choose_peak_height(module: MRJetModule, data, names: list[str], heights=PEAK_HEIGHTS) -> tuple[float, float]:
+    """The E' peak threshold with the best within-2-frames F1 of max-frame detection on ``names`` (VAL).
+
+    A fixed 0.3 counted nothing when a weak model's E' never reached it (the 100 %-label
+    random-init arm scored 0 hits); the threshold is a decision rule, so it is fitted on VAL
+    like any other. Ties go to the lower threshold. Returns ``(height, F1)``.
+    """
+    cache = FrameCache()
+    videos = []
+    for name in names:
+        frames = cache.get(Path(data) / "Videos" / f"{name}.avi")
+        truth = load_truth(data, name)
+        n = min(len(frames), len(truth["e"]))
+        e_pred, _ = infer_video(module, np.asarray(frames[:n]), segment=False)
+        videos.append((e_pred, np.flatnonzero(truth["e"][:n])))
+    n_true = sum(k.size for _, k in videos)
+    best = (float(module.hparams.peak_height), float("nan"))
+    if not n_true:
+        return best
+    for h in heights:
+        c = np.array([peak_counts(e, k, h, module.hparams.peak_distance) for e, k in videos]).sum(0)
+        recall = c[1] / n_true
+        precision = c[3] / c[2] if c[2] else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+        if not best[1] == best[1] or f1 > best[1] + 1e-12:
+            best = (float(h), float(f1))
+    return best
 
 
 def load_mrjet(checkpoint) -> MRJetModule:
@@ -173,21 +233,45 @@ def load_mrjet(checkpoint) -> MRJetModule:
     return module.eval()
 
 
+def window_starts(n: int, window: int | None) -> list[tuple[int, int]]:
+    """Consecutive ``(start, stop)`` windows of ``window`` frames covering ``n`` frames.
+
+    The last window is shifted back to end at ``n`` (full length, as training clips) when the
+    video is longer than one window; it overlaps the previous one, whose frames keep their
+    first prediction. ``None`` or ``n <= window``: one window, the whole video."""
+    if not window or n <= window:
+        return [(0, n)]
+    starts = list(range(0, n - window + 1, window))
+    if starts[-1] + window < n:
+        starts.append(n - window)
+    return [(s, s + window) for s in starts]
+
+
 @torch.inference_mode()
-def infer_video(module: MRJetModule, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def infer_video(module: MRJetModule, frames: np.ndarray, segment: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """``E'`` ``(F,)`` and jet probability ``(F, H, W)`` at native size (zero outside the centre crop).
 
-    The jet of every frame ``t`` is decoded from ``LSTM(f_1..f_t)``, i.e. as if ``t`` were a max frame.
+    The jet of every frame ``t`` is decoded from ``LSTM(f_s..f_t)``, i.e. as if ``t`` were a max
+    frame, where ``s`` starts ``t``'s window: with ``hparams.window`` (the training clip length)
+    the video is processed in windows of that many frames, so that the LSTM and the
+    recognition decoder see the same temporal context as in training (:func:`window_starts`).
+    ``segment=False`` skips the jet decoder (the probability map is then all zero).
     """
     norm = module.hparams.norm
     device = next(module.parameters()).device
     video = prepare_frames(np.asarray(frames), norm["crop"], norm["size"], norm["mean"], norm["std"])
     video = video.unsqueeze(0).to(device)
-    pyramid = module.net.encode(video)
-    e_pred = module.net.recognise(pyramid)[0]
     n = video.shape[1]
-    t = torch.arange(n, device=device)
-    logits = module.net.segment(pyramid, torch.zeros_like(t), t, video.shape[-2:])
+    e_pred = torch.zeros(n, device=device)
+    logits = torch.zeros(n, 1, *video.shape[-2:], device=device)
+    done = 0
+    for start, stop in window_starts(n, module.hparams.get("window")):
+        pyramid = module.net.encode(video[:, start:stop])
+        e_pred[done:stop] = module.net.recognise(pyramid)[0][done - start:]
+        if segment:
+            t = torch.arange(done - start, stop - start, device=device)
+            logits[done:stop] = module.net.segment(pyramid, torch.zeros_like(t), t, video.shape[-2:])
+        done = stop
     h, w = frames.shape[1:3]
     top, left, side = centre_box(h, w, norm["crop"])
     prob = torch.sigmoid(F.interpolate(logits, size=(side, side), mode="bilinear", align_corners=False))[:, 0]
@@ -202,7 +286,8 @@ def _balanced_accuracy(y_true, y_pred) -> float:
     return float(balanced_accuracy_score(y_true, y_pred)) if len(set(y_true)) > 1 else float("nan")
 
 
-def evaluate_mrjet(checkpoint, data, split: str, out_json, *, names=None, device=None, extra=None) -> dict:
+def evaluate_mrjet(checkpoint, data, split: str, out_json, *, names=None, device=None, extra=None,
+                   peak_height: float | None = None) -> dict:
     """Metrics of an mrjet checkpoint on a split; writes ``metrics.json``.
 
     - ``hit_rate_exact`` / ``hit_rate_within2``: share of true max frames with a
@@ -218,6 +303,9 @@ def evaluate_mrjet(checkpoint, data, split: str, out_json, *, names=None, device
     """
     module = load_mrjet(checkpoint).to(device or "cpu")
     hp = module.hparams
+    if peak_height is None:  # the threshold the training run chose on VAL, when it did
+        chosen = Path(checkpoint).resolve().parent.parent / "peak_height.json"
+        peak_height = json.loads(chosen.read_text())["peak_height"] if chosen.is_file() else hp.peak_height
     names = names if names is not None else split_names(data)[split]
     if not names:
         raise EchosslError(f"{data} has no usable {split} videos to evaluate")
@@ -230,7 +318,7 @@ def evaluate_mrjet(checkpoint, data, split: str, out_json, *, names=None, device
         n = min(len(frames), len(truth["e"]))
         e_pred, prob = infer_video(module, np.asarray(frames[:n]))
         true_k = np.flatnonzero(truth["e"][:n])
-        peaks = predict_peaks(e_pred, hp.peak_height, hp.peak_distance)
+        peaks = predict_peaks(e_pred, peak_height, hp.peak_distance)
         if true_k.size and peaks.size:
             gap = np.abs(true_k[:, None] - peaks[None, :])
             hits0 += int((gap.min(1) == 0).sum())
@@ -260,6 +348,7 @@ def evaluate_mrjet(checkpoint, data, split: str, out_json, *, names=None, device
         "balanced_accuracy": _balanced_accuracy(grade_true, grade_pred),
         "max_frames": int(n_true),
         "predicted_max_frames": int(n_pred),
+        "peak_height": float(peak_height),
         **(extra or {}),
     }
     return write_metrics_json(out_json, task="mrjet", split=split, n=len(names), **metrics)

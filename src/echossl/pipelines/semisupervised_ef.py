@@ -13,6 +13,7 @@ split; the CLI commands and ``echossl demo`` call these functions.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,6 @@ from echossl.data.echonet import (
     EchoNetDynamic,
     EchoNetFrames,
     compute_mean_std,
-    labeled_split,
     load_truth,
     read_filelist,
     read_tracings,
@@ -37,9 +37,10 @@ from echossl.data.echonet import (
     validate,
     warn_problems,
 )
+from echossl.data.splits import labeled_subset
 from echossl.engine import TrainerOptions, best_checkpoint, fit, prepare_run
 from echossl.errors import EchosslError
-from echossl.evaluation.metrics import dice, mean_ci, regression_metrics, write_metrics_json
+from echossl.evaluation.metrics import dice_parts, dice_summary, regression_metrics, write_metrics_json
 from echossl.methods.css import SegmentationModule
 from echossl.methods.distill import TeacherStudent
 from echossl.methods.ef import EFRegression
@@ -63,7 +64,10 @@ class EchoNetSplit:
 
 
 def split_data(root: str | Path, cfg: dict, *, strict: bool = False) -> EchoNetSplit:
-    """Labeled/unlabeled split of TRAIN by ``cfg['labeled_fraction']`` and ``cfg['seed']``.
+    """Labeled/unlabeled split of TRAIN by ``cfg['labeled_fraction']`` and ``cfg.get('split_seed', 0)``.
+
+    ``cfg['seed']`` is not used here: it is the training seed, and the papers'
+    protocol keeps one labeled subset while the training seed varies.
 
     Bad videos are left out with one warning that names them (or, with
     ``strict``, the first problem stops the run).
@@ -82,8 +86,11 @@ def split_data(root: str | Path, cfg: dict, *, strict: bool = False) -> EchoNetS
         raise EchosslError(f"{root / 'FileList.csv'} has no usable TRAIN videos")
     if not val:
         raise EchosslError(f"{root / 'FileList.csv'} has no usable VAL videos, which model selection needs")
-    labeled, unlabeled = labeled_split(train, cfg["labeled_fraction"], cfg["seed"])
-    mean, std = compute_mean_std(root, train, samples=cfg["data"]["stats_videos"], seed=cfg["seed"])
+    # the labeled subset and the normalisation sample follow the split seed only, so runs
+    # that differ in --seed (training randomness) share one subset and one set of stats
+    split_seed = int(cfg.get("split_seed", 0))
+    labeled, unlabeled = labeled_subset(train, cfg["labeled_fraction"], split_seed)
+    mean, std = compute_mean_std(root, train, samples=cfg["data"]["stats_videos"], seed=split_seed)
     norm = {"mean": [float(v) for v in np.ravel(mean)], "std": [float(v) for v in np.ravel(std)],
             "size": cfg["data"]["size"]}
     return EchoNetSplit(root, labeled, unlabeled, val, test, norm)
@@ -125,11 +132,13 @@ def train_seg(root, out, cfg: dict, opts: TrainerOptions, *, css: bool, init: st
     seg = cfg["seg"]
     module = SegmentationModule(model=seg["model"], optimizer=seg["optimizer"], lr=seg["lr"],
                                 momentum=seg["momentum"], weight_decay=seg["weight_decay"],
-                                css=dict(seg["css"]) if css else None, norm=_norm(split, seg))
+                                css=dict(seg["css"]) if css else None, norm=_norm(split, seg),
+                                loss_reduction=seg.get("loss_reduction", "mean"))
     if init:
-        from echossl.checkpoints import load_module_weights
+        from echossl.checkpoints import load_init_weights
 
-        load_module_weights(module.net, init, prefix="net.")
+        load_init_weights(module.net, init, prefix="net.", allow_partial=bool(cfg.get("init_partial", False)),
+                          record=run / "init.json")
     # "we sample 20 sequences from the labeled dataset and use only their ED and ES frames"
     norm = module.hparams.norm
     frames = _loader(_frames(split, "TRAIN", split.labeled, norm=norm, pad=seg.get("pad")), 2 * seg["batch_size"],
@@ -213,29 +222,48 @@ def infer_masks(checkpoint, root, filenames, out_dir, *, batch_size: int = 64, d
     return out_dir
 
 
-def evaluate_seg(masks_dir, root, names, out_json, split_name: str = "TEST") -> dict:
+def evaluate_seg(masks_dir, root, names, out_json, split_name: str = "TEST", bootstrap: int = 1000) -> dict:
     """Dice of predicted masks on the traced ED and ES frames and, where the
-    simulator's per-frame truth exists, on every other (unlabeled) frame."""
+    simulator's per-frame truth exists, on every other (unlabeled) frame.
+
+    ``dice`` pools the traced frames (``2·ΣI / (Σ|A| + Σ|B|)``, as the reference);
+    ``dice_frame_mean`` averages their per-frame Dice; ``dice_ed``, ``dice_es`` and
+    ``dice_unlabeled`` are pooled too (with ``dice_unlabeled_frame_mean``). Every
+    ``*_ci95`` resamples videos (:func:`echossl.evaluation.metrics.dice_summary`).
+    """
     traces = read_tracings(root)
     masks_dir = Path(masks_dir)
 
-    d_ed, d_es, d_unl = [], [], []
+    parts = {"ed": ([], [], []), "es": ([], [], []), "unl": ([], [], [])}  # inter, total, video
+
+    def add(key, name, inter, total):
+        inter, total = np.atleast_1d(inter), np.atleast_1d(total)
+        parts[key][0].append(inter)
+        parts[key][1].append(total)
+        parts[key][2].append(np.full(inter.shape, name, dtype=object))
+
     for name in names:
         pred = np.load(masks_dir / f"{name}.npy") >= 128
         ed, es = ed_es_frames(traces[name])
         h, w = pred.shape[1:]
-        d_ed.append(float(dice(pred[ed], trace_mask(traces[name][ed], h, w))))
-        d_es.append(float(dice(pred[es], trace_mask(traces[name][es], h, w))))
+        add("ed", name, *dice_parts(pred[ed], trace_mask(traces[name][ed], h, w)))
+        add("es", name, *dice_parts(pred[es], trace_mask(traces[name][es], h, w)))
         truth = load_truth(root, name)
         if truth is not None:
             other = np.setdiff1d(np.arange(min(len(pred), len(truth["masks"]))), [ed, es])
-            d_unl.append(float(np.mean(dice(pred[other], truth["masks"][other]))))
-    metrics = {"dice_ed": float(np.mean(d_ed)), "dice_es": float(np.mean(d_es)),
-               "dice": float(np.mean(d_ed + d_es)),
-               "dice_ed_ci95": mean_ci(d_ed), "dice_es_ci95": mean_ci(d_es)}
-    if d_unl:
-        metrics["dice_unlabeled"] = float(np.mean(d_unl))
-        metrics["dice_unlabeled_ci95"] = mean_ci(d_unl)
+            add("unl", name, *dice_parts(pred[other], truth["masks"][other]))
+
+    def cat(key):
+        return [np.concatenate(p) if p else np.zeros(0) for p in parts[key]]
+
+    ed_i, ed_t, ed_g = cat("ed")
+    es_i, es_t, es_g = cat("es")
+    metrics = dice_summary(np.concatenate([ed_i, es_i]), np.concatenate([ed_t, es_t]),
+                           np.concatenate([ed_g, es_g]), bootstrap=bootstrap)
+    metrics.update(dice_summary(ed_i, ed_t, ed_g, prefix="dice_ed", frame_mean=False, bootstrap=bootstrap))
+    metrics.update(dice_summary(es_i, es_t, es_g, prefix="dice_es", frame_mean=False, bootstrap=bootstrap))
+    if parts["unl"][0]:
+        metrics.update(dice_summary(*cat("unl"), prefix="dice_unlabeled", bootstrap=bootstrap))
     write_metrics_json(out_json, task="seg", split=split_name, n=len(names), **metrics)
     return metrics
 
@@ -259,9 +287,11 @@ def train_ef(root, out, cfg: dict, opts: TrainerOptions, *, masks_run=None, init
                           momentum=ef["momentum"], weight_decay=ef["weight_decay"], step_size=ef["step_size"],
                           norm=_norm(split, ef), masks_dir=masks_dir, model_kwargs=ef.get("model_kwargs"))
     if init:
-        from echossl.checkpoints import load_module_weights
+        from echossl.checkpoints import load_init_weights
 
-        load_module_weights(module.net, init, prefix="net.")
+        # the teacher's mask channel: ef.init_extra_channels (keep its random init, as the authors)
+        load_init_weights(module.net, init, prefix="net.", allow_partial=bool(cfg.get("init_partial", False)),
+                          extra_channels=ef.get("init_extra_channels", "keep"), record=run / "init.json")
     norm = module.hparams.norm
     train = _clips(split, "TRAIN", split.labeled, norm=norm, length=ef["length"], period=ef["period"],
                    pad=ef.get("pad"), masks_dir=masks_dir)
@@ -273,6 +303,30 @@ def train_ef(root, out, cfg: dict, opts: TrainerOptions, *, masks_run=None, init
         return run
     evaluate_ef(best_checkpoint(run), split.root, "TEST", run / "metrics.json", cfg=cfg, device=_device(opts))
     return run
+
+
+def write_truth_masks(root, filenames, out_dir) -> Path:
+    """The oracle's mask cache: the simulator's true LV of every frame as ``out_dir/<FileName>.npy``.
+
+    Same format as :func:`infer_masks` (uint8 ``(F, H, W)``, 255 = LV), so the
+    4-channel teacher trained on ``out_dir.parent`` as ``masks_run`` is the
+    positive control "teacher with true masks" (issue 14). Raises when the data
+    has no ``echossl_truth/`` files (real data has no oracle).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in filenames:
+        target = out_dir / f"{name}.npy"
+        if target.exists():
+            continue
+        truth = load_truth(root, name)
+        if truth is None:
+            raise EchosslError(f"{Path(root) / 'echossl_truth'} has no truth file for {name}; "
+                               "the true-mask oracle needs simulated data")
+        tmp = out_dir / f".{name}.{os.getpid()}.tmp.npy"  # per process: two runs may fill one cache
+        np.save(tmp, truth["masks"].astype(np.uint8) * 255)
+        tmp.replace(target)
+    return out_dir
 
 
 def _ef_of(root, names) -> np.ndarray:

@@ -27,14 +27,14 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from echossl.checkpoints import load_checkpoint, load_module_weights
+from echossl.checkpoints import load_checkpoint, load_init_weights
 from echossl.config import deep_merge
 from echossl.data import sweep as sw
 from echossl.engine import TrainerOptions, best_checkpoint, fit, prepare_run
 from echossl.errors import EchosslError
 from echossl.evaluation.metrics import bootstrap_ci, mean_ci, write_metrics_json
 from echossl.io import atomic_write_bytes, atomic_write_text
-from echossl.methods.video_speech import PlaneModule, SaliencyModule, VideoSpeechPretraining
+from echossl.methods.video_speech import PlaneModule, SaliencyModule, VideoSpeechPretraining, voicing_control
 
 TASKS = ("video-speech", "plane", "saliency")
 ROWS = (  # (row name in the table, pre-training variant or None for random init)
@@ -107,7 +107,8 @@ def pretrain(root, out, cfg: dict, opts: TrainerOptions, *, variant: str | None 
         spec_size=p["spec_size"], optimizer=p["optimizer"], lr=p["lr"], momentum=p["momentum"],
         weight_decay=p["weight_decay"], step_size=p["step_size"], grad_clip=p["grad_clip"])
     if init:
-        load_module_weights(module.net, _checkpoint_file(init), prefix="net.")
+        load_init_weights(module.net, _checkpoint_file(init), prefix="net.",
+                          allow_partial=bool(cfg.get("init_partial", False)), record=run / "init.json")
     workers = int(vs["data"].get("workers", 0))
     train = _loader(_intervals(scans["TRAIN"], vs, seed=None), p["batch_size"], True, workers, drop_last=True)
     val = _loader(_intervals(scans["VAL"], vs, seed=cfg["seed"]), p["batch_size"], False, workers)
@@ -134,7 +135,7 @@ def evaluate_pretext(checkpoint, scans, cfg: dict, out_json, *, split: str = "TE
     module.to(device or "cpu")
     vs = _section(cfg)
     ds = _intervals(scans, vs, seed=cfg["seed"] + 1)
-    correct, high, order_ok = [], [], []
+    correct, high, order_ok, pos_v, neg_v = [], [], [], [], []
     for batch in _loader(ds, vs["pretrain"]["batch_size"], False):
         batch = {k: v.to(module.device) for k, v in batch.items()}
         net = module.net
@@ -147,15 +148,32 @@ def evaluate_pretext(checkpoint, scans, cfg: dict, out_json, *, split: str = "TE
         ok = (logits.argmax(1) == target).float().reshape(2, m)
         correct.append(ok.mean(0).cpu())
         high.append(batch["high_affinity"].flatten().cpu())
+        pos_v.append(batch["pos_voiced"].flatten().cpu())
+        neg_v.append(batch["neg_voiced"].flatten().cpu())
         clips = batch["order_frames"]
         maps = net.video.features(clips.flatten(0, 1))
         o = net.order_head(maps.reshape(clips.shape[0], 4, *maps.shape[1:]))
         order_ok.append((o.argmax(1) == batch["order_label"]).float().cpu())
     correct, high, order_ok = torch.cat(correct).numpy(), torch.cat(high).numpy(), torch.cat(order_ok).numpy()
+    pos_v, neg_v = torch.cat(pos_v), torch.cat(neg_v)
+    control = voicing_control(pos_v, neg_v).numpy()
+    pos_v, neg_v = pos_v.numpy(), neg_v.numpy()
     metrics = {"pair_accuracy": float(correct.mean()),
                "pair_accuracy_high": float(correct[high].mean()) if high.any() else float("nan"),
                "pair_accuracy_low": float(correct[~high].mean()) if (~high).any() else float("nan"),
                "order_accuracy": float(order_ok.mean()), "high_affinity_fraction": float(high.mean()),
+               # speech-only control ("is this speech voiced?" alone, no video), on all pairs,
+               # on the pairs the positive-only VAD filter kept (the old mask) and on the pairs
+               # the current mask keeps (both voiced: 0.5 by construction)
+               "voicing_control_accuracy": float(control.mean()),
+               "voicing_control_accuracy_positive_filter": float(control[pos_v].mean()) if pos_v.any()
+               else float("nan"),
+               "voicing_control_accuracy_high": float(control[high].mean()) if high.any() else float("nan"),
+               # share of voiced negatives among pairs whose positive is voiced (old mask) and
+               # among the pairs used now
+               "voiced_negative_fraction_positive_filter": float(neg_v[pos_v].mean()) if pos_v.any()
+               else float("nan"),
+               "voiced_negative_fraction_high": float(neg_v[high].mean()) if high.any() else float("nan"),
                "variant": hp["variant"]}
     write_metrics_json(out_json, task="video-speech", split=split, n=len(ds), **metrics)
     return metrics
@@ -174,7 +192,7 @@ def _checkpoint_file(path) -> Path:
     return path
 
 
-def init_backbone(backbone: torch.nn.Module, init) -> None:
+def init_backbone(backbone: torch.nn.Module, init, *, allow_partial: bool = False) -> None:
     """Copy a pre-trained video subnetwork (or a fine-tuned backbone) into ``backbone``."""
     path = _checkpoint_file(init)
     try:
@@ -182,16 +200,21 @@ def init_backbone(backbone: torch.nn.Module, init) -> None:
     except EchosslError:
         task = None  # a plain state dict / safetensors file of the backbone
     prefix = {"video-speech": "net.video.", "plane": "net.backbone.", "saliency": "net.backbone."}.get(task, "")
-    load_module_weights(backbone, path, prefix=prefix)
+    load_init_weights(backbone, path, prefix=prefix or None, allow_partial=allow_partial)
 
 
 def labeled_scans(scans: list[sw.Scan], fraction: float, seed: int) -> list[sw.Scan]:
-    """A seeded ``fraction`` of the TRAIN scans (at least one) carries downstream labels."""
-    if not 0 < fraction <= 1:
-        raise EchosslError(f"the labelled fraction must be in (0, 1], got {fraction}")
-    n = max(1, int(round(fraction * len(scans))))
-    order = np.random.default_rng(seed).permutation(len(scans))[:n]
-    return [scans[i] for i in sorted(order)]
+    """The TRAIN scans that carry downstream labels (at least one), in name order.
+
+    :func:`echossl.data.splits.labeled_subset` with the *split* seed; fine-tuning
+    needs labels, so a fraction of 0 is refused here.
+    """
+    from echossl.data.splits import labeled_subset
+
+    labeled = labeled_subset(scans, fraction, seed, key=lambda s: s.name)[0]
+    if not labeled:
+        raise EchosslError(f"the labelled fraction must be in (0, 1], got {fraction}: fine-tuning needs labeled scans")
+    return labeled
 
 
 def train_plane(root, out, cfg: dict, opts: TrainerOptions, *, init: str | None = None,
@@ -208,8 +231,8 @@ def train_plane(root, out, cfg: dict, opts: TrainerOptions, *, init: str | None 
                          optimizer=t["optimizer"], lr=t["lr"], momentum=t["momentum"], weight_decay=t["weight_decay"],
                          step_size=t["step_size"], init=str(init) if init else None)
     if init:
-        init_backbone(module.net.backbone, init)
-    labeled = labeled_scans(scans["TRAIN"], t["labeled_fraction"], cfg["seed"])
+        init_backbone(module.net.backbone, init, allow_partial=bool(cfg.get("init_partial", False)))
+    labeled = labeled_scans(scans["TRAIN"], t["labeled_fraction"], cfg.get("split_seed", 0))
     workers = int(vs["data"].get("workers", 0))
     train = _loader(sw.PlaneFrames(labeled, step=t["frame_step"], size=size, augment=True, shift=t["shift"]),
                     t["batch_size"], True, workers, drop_last=True)
@@ -314,8 +337,8 @@ def train_saliency(root, out, cfg: dict, opts: TrainerOptions, *, init: str | No
                             weight_decay=t["weight_decay"], step_size=t["step_size"],
                             init=str(init) if init else None)
     if init:
-        init_backbone(module.net.backbone, init)
-    labeled = labeled_scans(scans["TRAIN"], t["labeled_fraction"], cfg["seed"])
+        init_backbone(module.net.backbone, init, allow_partial=bool(cfg.get("init_partial", False)))
+    labeled = labeled_scans(scans["TRAIN"], t["labeled_fraction"], cfg.get("split_seed", 0))
     workers = int(vs["data"].get("workers", 0))
     train = _loader(_saliency_ds(root, labeled, cfg, size, t["out_size"]), t["batch_size"], True, workers,
                     drop_last=True)

@@ -33,16 +33,21 @@ import nibabel as nib
 import numpy as np
 
 from echossl.errors import ConfigError
-from echossl.evaluation.volumes import ejection_fraction
+from echossl.geometry import ejection_fraction
 from echossl.simulate import heart as hm
 from echossl.simulate.echonet import progress_bar
 
 _PATIENT = 11  # domain tag of the per-patient random stream
 QUALITIES = ("Good", "Medium", "Poor")
+STYLES = ("default", "easy")
 
 
-def simulate_patient(seed: int, patient: int) -> dict:
+def simulate_patient(seed: int, patient: int, style: str = "default") -> dict:
     """Simulate one patient's 4CH half sequence in memory, deterministic in ``(seed, patient)``.
+
+    ``style`` is ``"default"`` (varied anatomy, probe position, breathing motion
+    and ultrasound artefacts whose strength grows with poorer ImageQuality) or
+    ``"easy"`` (the original clean look).
 
     Returns a dict with ``frames`` and ``labels`` ``(T, H, W)`` uint8, ``ed`` and
     ``es`` (0-based), ``volume`` ``(T,)`` mL, ``spacing_mm``, ``quality``, ``sex``, ``age``.
@@ -56,19 +61,35 @@ def simulate_patient(seed: int, patient: int) -> dict:
     sex = "M" if rng.random() < 0.65 else "F"
     age = int(np.clip(rng.normal(65, 13), 20, 95))
     ef = hm.sample_ef(rng)
-    heart = hm.sample_heart(rng, ef, spacing_cm, width, height)
-    look = hm.sample_look(rng, "camus", spacing_cm, quality)
-    n = int(rng.integers(10, 26))
-    systole = rng.random() < 0.8
+    if style == "easy":
+        # the original draw order, so easy patients are the same as before
+        heart = hm.sample_heart(rng, ef, spacing_cm, width, height)
+        look = hm.sample_look(rng, "camus-easy", spacing_cm, quality)
+        n = int(rng.integers(10, 26))
+        systole = rng.random() < 0.8
+        apex, tilt, shift, artefacts = (width / 2.0, -0.01 * height), 0.0, None, None
+    else:
+        heart = hm.sample_heart_varied(rng, ef, spacing_cm, width, height)
+        n = int(rng.integers(10, 26))
+        systole = rng.random() < 0.8
+        # a half sequence lasts about one systole (~0.35 s at 25-50 fps): breathing barely moves it
+        shift = hm.sample_motion(rng, n, rng.uniform(25.0, 50.0), spacing_cm)
+        apex = (width / 2.0 + rng.uniform(-0.8, 0.8) / spacing_cm, -0.01 * height)
+        tilt = rng.uniform(-0.12, 0.12)
+        look = hm.sample_look(rng, "camus", spacing_cm, quality)
+        heart = hm.fit_heart(heart, apex, 0.98 * height, look.sector_half_angle, tilt, width, height,
+                             margin=hm.motion_margin(shift) + 1.0)
     u = np.linspace(0.0, 1.0, n)  # endpoints exact, so frame 1 and frame n are the true ED/ES
     levels = hm._systole_shape(u) if systole else hm._diastole_shape(u)
-
-    tracings = hm.lv_tracings(heart, levels)
+    tracings = hm.lv_tracings(heart, levels, shift)
     masks = np.stack([hm.tracing_mask(t, (height, width)) for t in tracings])
     volume = hm.tracing_volumes(tracings, spacing_cm)
-    apex = (width / 2.0, -0.01 * height)
-    sector = hm.sector_mask(height, width, apex, 0.98 * height, look.sector_half_angle)
-    frames, labels = hm.render(rng, heart, look, tracings, levels, masks, sector, apex, labels=True)
+    sector = hm.sector_mask(height, width, apex, 0.98 * height, look.sector_half_angle, tilt)
+    if style != "easy":
+        severity = {"Good": 0.7, "Medium": 1.0, "Poor": 1.4}[quality]
+        artefacts = hm.sample_artefacts(rng, heart, look, shift, height, width, apex, tilt, severity)
+    frames, labels = hm.render(rng, heart, look, tracings, levels, masks, sector, apex, labels=True,
+                               artefacts=artefacts)
     ed, es = (0, n - 1) if systole else (n - 1, 0)
     return {
         "frames": frames,
@@ -94,9 +115,9 @@ def _save_nifti(array_hw_or_thw: np.ndarray, path: Path, spacing_mm: float) -> N
     nib.save(img, str(path))
 
 
-def write_patient(out: Path, seed: int, patient: int) -> dict:
+def write_patient(out: Path, seed: int, patient: int, style: str = "default") -> dict:
     """Simulate and write one patient folder; returns its Info fields."""
-    sim = simulate_patient(seed, patient)
+    sim = simulate_patient(seed, patient, style)
     pid = f"patient{patient:04d}"
     folder = Path(out) / pid
     folder.mkdir(parents=True, exist_ok=True)
@@ -132,7 +153,9 @@ def write_patient(out: Path, seed: int, patient: int) -> dict:
     return info
 
 
-def simulate_camus(out: str | Path, patients: int, seed: int = 0, progress: bool = True) -> list[dict]:
+def simulate_camus(
+    out: str | Path, patients: int, seed: int = 0, progress: bool = True, style: str = "default"
+) -> list[dict]:
     """Write ``patients`` synthetic CAMUS patients (4CH only) to ``out``.
 
     Args:
@@ -140,6 +163,7 @@ def simulate_camus(out: str | Path, patients: int, seed: int = 0, progress: bool
         patients: number of patients, numbered from 0001.
         seed: base seed; patient ``p`` depends only on ``(seed, p)``.
         progress: show a rich progress bar.
+        style: ``"default"`` (varied anatomy, motion and artefacts) or ``"easy"`` (the original clean look).
 
     Returns:
         The Info_4CH fields of each patient, in order.
@@ -151,19 +175,23 @@ def simulate_camus(out: str | Path, patients: int, seed: int = 0, progress: bool
         raise ConfigError(f"--patients must be an integer from 1 to 9999, got {patients}.")
     if seed < 0:
         raise ConfigError(f"--seed must be a non-negative integer, got {seed}.")
+    style = str(style).lower()
+    if style not in STYLES:
+        raise ConfigError(f"--style must be one of {', '.join(STYLES)}, got {style!r}.")
     out = Path(out)
     (out / "echossl_truth").mkdir(parents=True, exist_ok=True)
     infos = []
     # Patients are small (<= 25 frames), so a process pool would cost more than it saves.
     with progress_bar(progress, "simulate camus", patients) as advance:
         for p in range(1, patients + 1):
-            infos.append(write_patient(out, seed, p))
+            infos.append(write_patient(out, seed, p, style))
             advance()
     meta = {
         "generator": "echossl.simulate.camus",
         "format": "CAMUS NIfTI release (4CH only)",
         "seed": seed,
         "patients": patients,
+        "style": style,
         "orientation": "NIfTI data array (W, H[, T]); transpose for (H, W) / (T, H, W)",
         "pixel_spacing": "per patient, in the NIfTI pixdim (mm) and echossl_truth/patientNNNN.npz",
         "truth_files": "echossl_truth/patientNNNN.npz: volume (T,) mL, ed, es (0-based), spacing_mm",

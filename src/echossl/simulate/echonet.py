@@ -35,7 +35,7 @@ from echossl.data.video import write_video
 from echossl.errors import ConfigError
 from echossl.simulate import heart as hm
 
-STYLES = ("default", "shifted")
+STYLES = ("default", "easy", "shifted")
 FILELIST_COLUMNS = ["FileName", "EF", "ESV", "EDV", "FrameHeight", "FrameWidth", "FPS", "NumberOfFrames", "Split"]
 TRACING_COLUMNS = ["FileName", "X1", "Y1", "X2", "Y2", "Frame"]
 
@@ -91,20 +91,36 @@ def simulate_video(seed: int, index: int, size: int = 112, style: str = "default
     n_frames = int(rng.integers(100, 221))
     systole_fraction = rng.uniform(0.35, 0.40)
     ef_drawn = hm.sample_ef(rng)
-    wall_cm = (1.2, 1.6) if style == "shifted" else (0.8, 1.15)
-    heart = hm.sample_heart(rng, ef_drawn, spacing, size, size, wall_cm=wall_cm)
-    schedule = hm.build_schedule(rng, n_frames, fps * 60.0 / heart_rate, systole_fraction, is_irregular)
-    look = hm.sample_look(rng, style, spacing)  # last, so --style changes only the rendering
+    if style == "easy":
+        heart = hm.sample_heart(rng, ef_drawn, spacing, size, size)
+        schedule = hm.build_schedule(rng, n_frames, fps * 60.0 / heart_rate, systole_fraction, is_irregular)
+        look = hm.sample_look(rng, style, spacing)  # last, so the style changes only the rendering
+        shift, artefacts_needed = None, False
+        apex, tilt = (size / 2.0, -0.01 * size), 0.0
+    else:
+        wall_cm = (1.2, 1.6) if style == "shifted" else (0.6, 1.4)
+        heart = hm.sample_heart_varied(rng, ef_drawn, spacing, size, size, wall_cm=wall_cm)
+        schedule = hm.build_schedule(rng, n_frames, fps * 60.0 / heart_rate, systole_fraction, is_irregular)
+        shift = hm.sample_motion(rng, n_frames, fps, spacing)
+        # probe offset: the fan's apex moves sideways and the fan tilts
+        apex = (size / 2.0 + rng.uniform(-0.8, 0.8) / spacing, -0.01 * size)
+        tilt = rng.uniform(-0.12, 0.12)
+        look = hm.sample_look(rng, style, spacing)
+        heart = hm.fit_heart(heart, apex, 0.98 * size, look.sector_half_angle, tilt, size, size,
+                             margin=hm.motion_margin(shift) + 1.0)
+        artefacts_needed = True
 
     levels = schedule.level(np.arange(n_frames))
-    tracings = hm.quantize_tracings(hm.lv_tracings(heart, levels))
+    tracings = hm.quantize_tracings(hm.lv_tracings(heart, levels, shift))
     masks = np.stack([hm.tracing_mask(t, (size, size)) for t in tracings])
     volume = hm.tracing_volumes(tracings, spacing)
     ed_frames, es_frames = schedule.extremum_frames(volume)
 
-    apex = (size / 2.0, -0.01 * size)
-    sector = hm.sector_mask(size, size, apex, 0.98 * size, look.sector_half_angle)
-    frames = hm.render(rng, heart, look, tracings, levels, masks, sector, apex)
+    sector = hm.sector_mask(size, size, apex, 0.98 * size, look.sector_half_angle, tilt)
+    artefacts = (
+        hm.sample_artefacts(rng, heart, look, shift, size, size, apex, tilt) if artefacts_needed else None
+    )
+    frames = hm.render(rng, heart, look, tracings, levels, masks, sector, apex, artefacts=artefacts)
 
     ed, es = schedule.traced_ed, schedule.traced_es
     edv, esv = float(volume[ed]), float(volume[es])
@@ -219,7 +235,9 @@ def simulate_echonet(
         videos: number of videos.
         seed: base seed; video ``i`` depends only on ``(seed, i)``.
         size: frame height and width in pixels (112 like EchoNet).
-        style: ``"default"`` or ``"shifted"`` (a different look, for external tests).
+        style: ``"default"`` (varied anatomy and ultrasound artefacts), ``"easy"``
+            (the original clean look, for fast tests) or ``"shifted"`` (a different
+            look, for external tests).
         irregular: fraction of videos whose beat lengths and amplitudes vary beat to beat.
         workers: processes; ``None`` means ``min(2, os.cpu_count())``.
         progress: show a rich progress bar.

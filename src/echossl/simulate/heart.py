@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 from skimage.draw import polygon as _sk_polygon
 
-from echossl.evaluation.volumes import method_of_disks
+from echossl.geometry import disks_volumes
 
 N_CHORDS = 20
 #: Relative positions of the chords along the long axis (0 apex, 1 annulus).
@@ -229,6 +229,10 @@ class Heart:
     rv: tuple[float, float]
     la: tuple[float, float]
     ra: tuple[float, float]
+    rv_pos: float = 0.6  # RV centre as a fraction of the long axis from the apex
+    thickening: float = 0.4  # fractional wall thickening at ES
+    la_offset: float = 0.0  # LA centre offset across the axis, pixels (+ = X2 side)
+    ra_gap: float = 0.0  # extra septal gap to the RV/RA, pixels
     axis_u: np.ndarray = field(init=False)  # unit vector apex -> base
     axis_n: np.ndarray = field(init=False)  # unit normal, pointing to the X2 (right) side
 
@@ -282,11 +286,13 @@ def sample_heart(
     )
 
 
-def lv_tracings(heart: Heart, v) -> np.ndarray:
+def lv_tracings(heart: Heart, v, shift=None) -> np.ndarray:
     """EchoNet-style tracings of the LV at filling levels ``v``.
 
     Args:
         v: ``(F,)`` filling levels (1 = ED, 0 = ES).
+        shift: optional ``(F, 2)`` per-frame translation ``(dx, dy)`` in pixels
+            (breathing / probe motion); the whole LV moves, its volume does not change.
 
     Returns:
         ``(F, 21, 4)`` float64 rows ``(X1, Y1, X2, Y2)``: row 0 the long axis
@@ -308,6 +314,8 @@ def lv_tracings(heart: Heart, v) -> np.ndarray:
     out[:, 1:, 1] = cy - hl * ny
     out[:, 1:, 2] = cx + hr * nx
     out[:, 1:, 3] = cy + hr * ny
+    if shift is not None:
+        out += np.tile(np.asarray(shift, dtype=np.float64), 2)[:, None, :]
     return out
 
 
@@ -337,7 +345,7 @@ def tracing_mask(tracing: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 def tracing_volumes(tracings: np.ndarray, spacing_cm: float) -> np.ndarray:
     """``(F,)`` method-of-disks volumes in mL of ``(F, 21, 4)`` tracings."""
-    return np.array([method_of_disks(t[:, 0], t[:, 1], t[:, 2], t[:, 3], spacing=spacing_cm) for t in tracings])
+    return disks_volumes(tracings, spacing_cm)
 
 
 # ---------------------------------------------------------------------- render
@@ -373,14 +381,38 @@ class Look:
 
 
 def sample_look(rng: np.random.Generator, style: str, spacing_cm: float, quality: str | None = None) -> Look:
-    """Per-video imaging parameters for ``style`` in {default, shifted, camus}.
+    """Per-video imaging parameters for ``style`` in {easy, default, shifted, camus, camus-easy}.
 
-    ``shifted`` is a deliberate domain shift for external testing: coarser
-    speckle, narrower sector, higher contrast and gain, more noise and haze
-    (its thicker wall is drawn by the caller through ``sample_heart``).
-    For ``camus``, ``quality`` (Good/Medium/Poor) sets the noise and haze.
+    ``easy`` (and ``camus-easy``) is the original, clean look. ``default`` (and
+    ``camus``) varies every parameter much more: gain 0.6-1.5, gamma 0.7-1.35,
+    tissue/myocardium/blood contrast, speckle grain and its temporal
+    decorrelation (0 = new speckle every frame), resolution and noise; its
+    haze comes from :func:`sample_artefacts`. ``shifted`` is a deliberate
+    domain shift for external testing: coarser speckle, narrower sector,
+    higher contrast and gain, more noise and haze (its thicker wall is drawn by
+    the caller). For CAMUS, ``quality`` (Good/Medium/Poor) sets the noise and haze.
     """
     px = 1.0 / spacing_cm  # speckle grain is physical (~1 mm), so scale with spacing
+    if style in ("default", "camus"):
+        look = Look(
+            sector_half_angle=rng.uniform(0.55, 0.8),
+            speckle_sigma=rng.uniform(0.07, 0.16) * px,
+            tissue=rng.uniform(0.15, 0.4),
+            myocardium=rng.uniform(0.35, 0.75),
+            wall=rng.uniform(0.45, 0.85),
+            blood=rng.uniform(0.01, 0.08),
+            gain=rng.uniform(0.6, 1.5),
+            gamma=rng.uniform(0.7, 1.35),
+            noise=rng.uniform(0.01, 0.07),
+            haze=0.0,
+            temporal=rng.uniform(0.0, 0.7),
+            blur=rng.uniform(0.05, 0.12) * px,
+        )
+        if style == "camus":
+            look.noise *= {"Good": 0.6, "Medium": 1.0, "Poor": 1.8}[quality]
+            if quality == "Poor":
+                look.myocardium *= 0.75
+        return look
     if style == "shifted":
         return Look(
             sector_half_angle=rng.uniform(0.48, 0.58),
@@ -410,7 +442,7 @@ def sample_look(rng: np.random.Generator, style: str, spacing_cm: float, quality
         temporal=rng.uniform(0.3, 0.6),
         blur=0.06 * px,
     )
-    if style == "camus":
+    if style == "camus-easy":
         look.sector_half_angle = rng.uniform(0.62, 0.72)
         noise, haze = {"Good": (0.015, 0.02), "Medium": (0.05, 0.08), "Poor": (0.1, 0.18)}[quality]
         look.noise = noise * rng.uniform(0.8, 1.2)
@@ -420,11 +452,16 @@ def sample_look(rng: np.random.Generator, style: str, spacing_cm: float, quality
     return look
 
 
-def sector_mask(height: int, width: int, apex_xy: tuple[float, float], radius: float, half_angle: float) -> np.ndarray:
-    """``(H, W)`` bool fan: within ``radius`` of the apex and ``half_angle`` of vertical."""
+def sector_mask(
+    height: int, width: int, apex_xy: tuple[float, float], radius: float, half_angle: float, tilt: float = 0.0
+) -> np.ndarray:
+    """``(H, W)`` bool fan: within ``radius`` of the apex and ``half_angle`` of its axis.
+
+    ``tilt`` (radians, positive to the right) rotates the fan's axis from vertical.
+    """
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
     dx, dy = xs - apex_xy[0], ys - apex_xy[1]
-    return (np.hypot(dx, dy) <= radius) & (np.abs(np.arctan2(dx, dy)) <= half_angle)
+    return (np.hypot(dx, dy) <= radius) & (np.abs(np.arctan2(dx, dy) - tilt) <= half_angle)
 
 
 def _pts(xy: np.ndarray) -> np.ndarray:
@@ -447,7 +484,7 @@ def _epicardium(heart: Heart, tracing: np.ndarray, wall: float) -> np.ndarray:
     return np.concatenate([np.array(cap[:2]), left, right[::-1], np.array(cap[2:])])
 
 
-def _chambers(heart: Heart, tracing: np.ndarray, v: float):
+def _chambers(heart: Heart, tracing: np.ndarray, v: float, shifted: bool = False):
     """Centres, semi-axes of the RV, LA, RA at this frame (they follow the LV's base and cycle)."""
     u, n = heart.axis_u, heart.axis_n
     base = tracing[0, 2:]
@@ -459,11 +496,241 @@ def _chambers(heart: Heart, tracing: np.ndarray, v: float):
     rv_a, rv_b = heart.rv[0] * rv_scale, heart.rv[1] * rv_scale
     la_a, la_b = heart.la[0] * atrial_scale, heart.la[1] * atrial_scale
     ra_a, ra_b = heart.ra[0] * atrial_scale, heart.ra[1] * atrial_scale
-    wall = heart.wall * (1.0 + 0.4 * (1.0 - v))
-    rv_c = heart.apex + 0.6 * heart.length * u - (lv_half + wall + heart.thin_wall + rv_b) * n
-    la_c = base + (gap + heart.thin_wall + la_a) * u
-    ra_c = base + (gap + heart.thin_wall + ra_a) * u - (lv_half + wall + heart.thin_wall + ra_b) * n
+    wall = heart.wall * (1.0 + heart.thickening * (1.0 - v))
+    apex = tracing[0, :2] if shifted else heart.apex
+    side = lv_half + wall + heart.thin_wall + heart.ra_gap
+    rv_c = apex + heart.rv_pos * heart.length * u - (side + rv_b) * n
+    la_c = base + (gap + heart.thin_wall + la_a) * u + heart.la_offset * n
+    ra_c = base + (gap + heart.thin_wall + ra_a) * u - (side + ra_b) * n
     return [(rv_c, (rv_a, rv_b)), (la_c, (la_a, la_b)), (ra_c, (ra_a, ra_b))], wall
+
+
+@dataclass
+class Artefacts:
+    """Per-video ultrasound artefacts of the ``default`` look (``None`` for ``easy``).
+
+    All maps are static in the image (they come from the probe and the acoustic
+    window, not from the heart) except the breathing / translation ``shift``,
+    which moves the heart under them.
+
+    Attributes:
+        dropout: ``(H, W)`` in [0, 1]: fraction of echo contrast lost (lateral
+            wall and sometimes septum, where the wall runs parallel to the beams).
+        shadow: ``(H, W)`` multiplicative, < 1 behind a rib / lung edge.
+        clutter: ``(H, W)`` reflectivity added before speckle (apical clutter
+            over the apex of the cavity, reverberation bands).
+        haze: ``(H, W)`` additive after speckle (near-field haze).
+        tgc: ``(H, W)`` depth- and angle-dependent gain (time-gain compensation).
+        shift: ``(F, 2)`` per-frame heart translation in pixels.
+    """
+
+    dropout: np.ndarray
+    shadow: np.ndarray
+    clutter: np.ndarray
+    haze: np.ndarray
+    tgc: np.ndarray
+    shift: np.ndarray
+
+
+def sample_heart_varied(
+    rng: np.random.Generator,
+    ef: float,
+    spacing_cm: float,
+    width: int,
+    height: int,
+    wall_cm: tuple[float, float] = (0.6, 1.4),
+) -> Heart:
+    """A heart of the ``default`` look: much wider anatomical variation than :func:`sample_heart`.
+
+    LV long axis 6.0-10.5 cm, maximal half-width 1.3-2.6 cm (wider when EF is
+    low), sphericity (profile exponent), annular narrowing, left/right
+    asymmetry and wall bumps vary; the long axis tilts -0.25..0.45 rad; the apex
+    sits 0.5-3 cm deep and up to ±1.5 cm off centre; wall thickness, systolic
+    thickening, the other chambers' sizes and their positions vary. The heart
+    still has to fit the sector: :func:`fit_heart` shrinks and moves it.
+    """
+    cm = 1.0 / spacing_cm
+    length = rng.uniform(6.0, 10.5) * cm
+    half_max = rng.uniform(1.3, 2.6) * (1.0 + 0.008 * max(0.0, 50.0 - ef)) * cm
+    narrowing = rng.uniform(0.05, 0.4)
+    sphericity = rng.uniform(1.4, 3.2)  # low: bullet-shaped (pointed apex); high: round
+    profile = (1.0 - (1.0 - LEVELS) ** sphericity) ** (1.0 / sphericity) * (1.0 - narrowing * LEVELS**3)
+    profile /= profile.max()
+    skew = rng.uniform(-0.2, 0.2)
+    bulge = 1.0 + cv2.GaussianBlur(rng.normal(0.0, 0.05, (2, N_CHORDS)), (0, 0), 2.0, sigmaY=0.01)
+    half_left = half_max * profile * (1.0 + skew) * bulge[0]
+    half_right = half_max * profile * (1.0 - skew) * bulge[1]
+    chord_es, axis_es = es_scales(ef)
+    apex = np.array([width / 2.0 + rng.uniform(-1.5, 1.5) * cm, rng.uniform(0.5, 3.0) * cm])
+    return Heart(
+        apex=apex,
+        theta=rng.uniform(-0.25, 0.45),
+        length=length,
+        half_left=half_left,
+        half_right=half_right,
+        chord_es=chord_es,
+        axis_es=axis_es,
+        wall=rng.uniform(*wall_cm) * cm,
+        thin_wall=rng.uniform(0.15, 0.5) * cm,
+        rv=(length * rng.uniform(0.25, 0.5), half_max * rng.uniform(0.4, 0.95)),
+        la=(length * rng.uniform(0.2, 0.4), half_max * rng.uniform(0.6, 1.05)),
+        ra=(length * rng.uniform(0.2, 0.38), half_max * rng.uniform(0.5, 0.9)),
+        rv_pos=rng.uniform(0.45, 0.75),
+        thickening=rng.uniform(0.2, 0.6),
+        la_offset=rng.uniform(-0.4, 0.4) * half_max,
+        ra_gap=rng.uniform(0.0, 0.5) * cm,
+    )
+
+
+def fit_heart(heart: Heart, sector_apex, radius: float, half_angle: float, tilt: float, width: int,
+              height: int, margin: float) -> Heart:
+    """Shrink and move ``heart`` until its ED cavity, a third of its wall and ``margin`` pixels lie in the fan.
+
+    The LV cavity must be wholly visible (its tracing and mask are the truth);
+    the outer wall and the other chambers may be cut by the sector edge, as in
+    real views.
+    Each failing step turns the long axis 0.03 rad towards the fan's axis,
+    moves the apex 20% of the way to the fan's axis, half a
+    pixel deeper if the top of the heart is outside the narrow tip of the fan,
+    and shrinks the heart by 3% if it leaves the fan lower down; the shape
+    itself (and so EF) is unchanged.
+    """
+    from dataclasses import replace
+
+    sx, sy = sector_apex
+    for _ in range(60):
+        ed = lv_tracings(heart, np.ones(1))[0]
+        pts = np.concatenate([_epicardium(heart, ed, 0.35 * heart.wall), ed[0:1, 2:]])
+        dx, dy = pts[:, 0] - sx, pts[:, 1] - sy
+        r = np.hypot(dx, dy)
+        ang = np.arctan2(dx, dy) - tilt
+        # perpendicular distance to the nearer straight edge of the fan
+        edge = r * np.sin(half_angle - np.abs(ang))
+        inside_edges = (edge >= margin) & (np.abs(ang) < half_angle)
+        inside_arc = r <= radius - margin
+        in_image = (pts[:, 0] >= margin) & (pts[:, 0] <= width - 1 - margin) & (pts[:, 1] >= margin) & (
+            pts[:, 1] <= height - 1 - margin)
+        if np.all(inside_edges & inside_arc & in_image):
+            return heart
+        target_x = sx + (heart.apex[1] - sy) * math.tan(tilt)
+        apex = heart.apex.copy()
+        apex[0] += 0.2 * (target_x - apex[0])
+        if not np.all(inside_edges[r < 0.35 * radius]):
+            apex[1] += 0.5  # too near the narrow top of the fan: go deeper
+        k = 1.0 if np.all(inside_arc & in_image) and np.all(inside_edges[r >= 0.35 * radius]) else 0.97
+        theta = heart.theta + float(np.clip(tilt - heart.theta, -0.03, 0.03))  # turn towards the fan's axis
+        heart = replace(
+            heart, apex=apex, theta=theta, length=heart.length * k, half_left=heart.half_left * k,
+            half_right=heart.half_right * k, wall=heart.wall * k, rv=tuple(a * k for a in heart.rv),
+            la=tuple(a * k for a in heart.la), ra=tuple(a * k for a in heart.ra), la_offset=heart.la_offset * k,
+        )
+    return heart
+
+
+def sample_motion(rng: np.random.Generator, n_frames: int, fps: float, spacing_cm: float) -> np.ndarray:
+    """``(F, 2)`` heart translation in pixels: breathing, slow drift and small jitter.
+
+    Breathing is a sinusoid of 3-6 s period and 0.1-0.6 cm amplitude in a mostly
+    vertical direction; drift is linear, up to 0.4 cm over the clip; jitter a
+    smoothed random walk of ~0.05 cm. Its extent is returned by the caller to
+    :func:`fit_heart` as a margin.
+    """
+    cm = 1.0 / spacing_cm
+    t = np.arange(n_frames) / float(fps)
+    amp = rng.uniform(0.1, 0.6) * cm
+    direction = rng.uniform(-0.6, 0.6) + math.pi / 2  # mostly along y
+    phase = rng.uniform(0, 2 * math.pi)
+    breath = amp * np.sin(2 * math.pi * t / rng.uniform(3.0, 6.0) + phase)
+    drift = rng.uniform(-0.4, 0.4, 2) * cm * (t / max(t[-1], 1e-6))[:, None]
+    jitter = cv2.GaussianBlur(rng.normal(0.0, 0.05 * cm, (n_frames, 2)), (0, 0), 0.01, sigmaY=2.0)
+    shift = np.stack([breath * math.cos(direction), breath * math.sin(direction)], axis=1) + drift + jitter
+    return shift - shift.mean(axis=0)
+
+
+def motion_margin(shift: np.ndarray) -> float:
+    """Largest displacement in ``shift`` (pixels), plus one pixel."""
+    return float(np.abs(shift).max()) + 1.0
+
+
+def sample_artefacts(
+    rng: np.random.Generator,
+    heart: Heart,
+    look: Look,
+    shift: np.ndarray,
+    height: int,
+    width: int,
+    sector_apex,
+    tilt: float,
+    severity: float = 1.0,
+) -> Artefacts:
+    """Draw one video's artefact maps (see :class:`Artefacts`); ``severity`` scales them (CAMUS quality).
+
+    - lateral-wall dropout (always, 30-95% of the contrast lost over a patch of
+      the lateral wall 25-60% of the axis long) and septal dropout (40% of videos);
+    - a rib/lung shadow (55% of videos): an angular band 0.04-0.16 rad wide,
+      from 20-60% depth on, 40-90% darker;
+    - apical clutter (80%): speckled reflectivity over the apical 10-35% of the
+      cavity; near-field haze, 0.04-0.25 of full scale, decaying over 1-3.5 cm;
+    - reverberation (60%): 1-3 bright bands at multiples of a near-field depth;
+    - TGC: a smooth random gain along depth (±35%) and across the fan (±15%).
+    """
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    dx, dy = xs - sector_apex[0], ys - sector_apex[1]
+    r = np.hypot(dx, dy)
+    ang = np.arctan2(dx, dy) - tilt
+    scale = float(max(height, width))
+    depth = r / scale
+    u, n = heart.axis_u, heart.axis_n
+    L = heart.length
+    # heart-frame coordinates of every pixel (static: the mean position over the clip)
+    apex = heart.apex + shift.mean(axis=0)
+    px, py = xs - apex[0], ys - apex[1]
+    along = (px * u[0] + py * u[1]) / L  # 0 at the apex, 1 at the base
+    across = px * n[0] + py * n[1]  # pixels, + towards X2 (lateral wall)
+    half = float(max(heart.half_left.max(), heart.half_right.max()))
+
+    def patch(center_along, width_along, center_across, width_across):
+        return np.exp(-0.5 * ((along - center_along) / width_along) ** 2
+                      - 0.5 * ((across - center_across) / width_across) ** 2).astype(np.float32)
+
+    wall_mid = heart.wall * 0.5
+    dropout = rng.uniform(0.3, 0.95) * patch(rng.uniform(0.35, 0.75), rng.uniform(0.12, 0.3),
+                                             half * 0.9 + wall_mid, heart.wall * rng.uniform(1.2, 2.5))
+    if rng.random() < 0.4:
+        dropout = np.maximum(dropout, rng.uniform(0.2, 0.7) * patch(
+            rng.uniform(0.3, 0.7), rng.uniform(0.08, 0.2), -half * 0.9 - wall_mid, heart.wall * 1.5))
+    dropout = np.clip(dropout * severity, 0.0, 0.97)
+
+    shadow = np.ones((height, width), np.float32)
+    if rng.random() < 0.55:
+        a0 = rng.uniform(-look.sector_half_angle, look.sector_half_angle)
+        w = rng.uniform(0.04, 0.16)
+        start = rng.uniform(0.2, 0.6)
+        band = np.exp(-0.5 * ((ang - a0) / w) ** 6) * (1.0 / (1.0 + np.exp(-(depth - start) / 0.02)))
+        shadow -= (rng.uniform(0.4, 0.9) * min(1.0, severity) * band).astype(np.float32)
+
+    clutter = np.zeros((height, width), np.float32)
+    if rng.random() < 0.8:
+        reach = rng.uniform(0.1, 0.35)
+        blob = np.exp(-0.5 * (np.maximum(along, 0.0) / reach) ** 2) * np.exp(-0.5 * (across / (1.1 * half)) ** 2)
+        blob *= 1.0 / (1.0 + np.exp(-(along + 0.05) / 0.03))
+        clutter += (rng.uniform(0.08, 0.35) * severity * blob).astype(np.float32)
+    if rng.random() < 0.6:
+        d0 = rng.uniform(0.07, 0.18)
+        lateral = 1.0 + 0.5 * np.sin(ang * rng.uniform(3, 9) + rng.uniform(0, 6.3))
+        amp = rng.uniform(0.05, 0.2) * severity
+        for k in range(1, 4):
+            clutter += (amp * 0.55 ** (k - 1) * lateral * np.exp(-0.5 * ((depth - k * d0) / 0.008) ** 2)).astype(
+                np.float32)
+
+    haze = (rng.uniform(0.04, 0.25) * severity * np.exp(-depth / rng.uniform(0.07, 0.22))).astype(np.float32)
+
+    knots = rng.uniform(0.65, 1.35, 5)
+    tgc_depth = np.interp(depth, np.linspace(0.0, 1.0, 5), knots)
+    lat = rng.uniform(0.85, 1.15, 3)
+    tgc_lat = np.interp(ang, np.linspace(-look.sector_half_angle, look.sector_half_angle, 3), lat)
+    tgc = (tgc_depth * tgc_lat).astype(np.float32)
+    return Artefacts(dropout.astype(np.float32), shadow, clutter, haze, tgc, np.asarray(shift, np.float64))
 
 
 def render(
@@ -476,6 +743,7 @@ def render(
     sector: np.ndarray,
     sector_apex: tuple[float, float],
     labels: bool = False,
+    artefacts: Artefacts | None = None,
 ):
     """Render B-mode frames of the scene, and optionally CAMUS-style label maps.
 
@@ -486,12 +754,19 @@ def render(
     as beams are) and partly renewed every frame. Depth attenuation, near-field
     haze, gain/gamma and additive noise follow; outside the sector is black.
 
+    With ``artefacts`` (the ``default`` look) the echo contrast is lost where
+    ``dropout`` is high, ``clutter`` is added to the reflectivity (so it is
+    speckled like tissue), shadows and TGC multiply the envelope and the haze
+    map replaces the easy look's radial haze. The tracings already carry the
+    motion, so the masks, labels and walls all move together.
+
     Args:
         tracings: ``(F, 21, 4)`` from :func:`lv_tracings`.
         levels: ``(F,)`` filling levels.
         masks: ``(F, H, W)`` bool true LV cavity.
         sector: ``(H, W)`` bool fan.
         labels: also return ``(F, H, W)`` uint8 labels (0 bg, 1 LV, 2 myocardium, 3 LA).
+        artefacts: optional :class:`Artefacts` of this video.
 
     Returns:
         ``(F, H, W)`` uint8 grey frames, or ``(frames, labels)``.
@@ -500,10 +775,17 @@ def render(
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
     depth = np.hypot(xs - sector_apex[0], ys - sector_apex[1]) / float(max(height, width))
     attenuation = (1.0 - 0.35 * depth**1.5).astype(np.float32)
-    haze = (look.haze * np.exp(-depth / 0.18)).astype(np.float32)
     texture = cv2.GaussianBlur(rng.standard_normal((height, width), dtype=np.float32), (0, 0), 3.0)
     texture /= texture.std() + 1e-6
     tissue = (look.tissue * np.clip(1.0 + 0.25 * texture, 0.4, 1.8)).astype(np.float32)
+    if artefacts is None:
+        haze = (look.haze * np.exp(-depth / 0.18)).astype(np.float32)
+        envelope = attenuation
+        keep_contrast = None
+    else:
+        haze = artefacts.haze + (look.haze * np.exp(-depth / 0.18)).astype(np.float32)
+        envelope = (attenuation * artefacts.shadow * artefacts.tgc).astype(np.float32)
+        keep_contrast = 1.0 - artefacts.dropout
     sx, sy = 1.6 * look.speckle_sigma, look.speckle_sigma
     keep = look.temporal
     renew = math.sqrt(1.0 - keep**2)
@@ -511,10 +793,11 @@ def render(
     out = np.empty((n_frames, height, width), dtype=np.uint8)
     lab = np.zeros((n_frames, height, width), dtype=np.uint8) if labels else None
     angle_deg = math.degrees(math.atan2(heart.axis_u[1], heart.axis_u[0]))
+    shifted = artefacts is not None
 
     for f in range(n_frames):
         refl = tissue.copy()
-        chambers, wall = _chambers(heart, tracings[f], float(levels[f]))
+        chambers, wall = _chambers(heart, tracings[f], float(levels[f]), shifted)
         for centre, (a, b) in chambers:
             _ellipse(refl, centre, (a + heart.thin_wall, b + heart.thin_wall), angle_deg, look.wall)
         for centre, (a, b) in chambers:
@@ -522,6 +805,9 @@ def render(
         epi = _pts(_epicardium(heart, tracings[f], wall))
         cv2.fillPoly(refl, [epi], look.myocardium, cv2.LINE_8, _SHIFT)
         refl[masks[f]] = look.blood
+        if keep_contrast is not None:
+            # dropout: echoes from walls parallel to the beam are lost, tissue falls to the blood level
+            refl = look.blood + (refl - look.blood) * keep_contrast + artefacts.clutter
         if look.blur > 0.3:
             refl = cv2.GaussianBlur(refl, (0, 0), look.blur)
 
@@ -535,7 +821,7 @@ def render(
         speckle = np.sqrt(field_re * field_re + field_im * field_im)
         speckle /= speckle.mean() + 1e-6
 
-        img = refl * speckle * attenuation + haze
+        img = refl * speckle * envelope + haze
         img = look.gain * np.power(np.maximum(img, 0.0), look.gamma)
         img += look.noise * rng.standard_normal((height, width), dtype=np.float32)
         img = np.clip(img * 255.0, 0.0, 255.0)
@@ -548,5 +834,8 @@ def render(
             _ellipse(canvas, la_centre, (la_a, la_b), angle_deg, 3)
             cv2.fillPoly(canvas, [epi], 2, cv2.LINE_8, _SHIFT)
             canvas[masks[f]] = 1
+            if shifted:
+                # walls and atria cut by the fan edge are not seen, so not labelled (the cavity always fits)
+                canvas[~sector & (canvas != 1)] = 0
             lab[f] = canvas
     return (out, lab) if labels else out

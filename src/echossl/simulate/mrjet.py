@@ -27,11 +27,14 @@
 
 Scene: the grey apical four-chamber heart of :mod:`echossl.simulate.heart`
 (several cardiac cycles per video), with a colour-Doppler box over the mitral
-valve and the left atrium. Inside the box, blood shows laminar flow in smooth
-red (towards the probe: diastolic LV inflow) or blue (away: systolic LV
-outflow), plus a few colour-noise flecks. In videos with MR, during every
-systole a jet — a turbulent mosaic of red, blue, yellow, green and cyan —
-grows from the mitral-annulus midpoint into the LA, peaks, then fades. Jet
+valve and the left atrium, coloured by the velocity-variance map of
+:func:`velocity_colour`. Blood shows laminar flow (towards the probe: red,
+diastolic LV inflow, which aliases to yellow/cyan in videos with a low Nyquist
+limit) or away (blue), with some turbulence (green) and colour-noise flecks;
+box size, Nyquist limit, colour gain and turbulence vary per video. In videos
+with MR, during every systole a jet — a high-velocity flow away from the
+probe, fastest at the valve, aliased into a mosaic and turbulent — grows from
+the mitral-annulus midpoint into the LA, peaks, then fades. Jet
 length, width, eccentricity (angle off the LV axis; eccentric jets are clipped
 by the atrial wall and hug it), peak timing and per-beat amplitude vary; about
 ``no_jet`` of the videos have no jet.
@@ -166,8 +169,41 @@ def simulate_video(seed: int, index: int, size: int = 112, no_jet: float = 0.2) 
             math.degrees(angle) if has_jet else 0.0, "max_ratio": max_ratio, "severity": severity_grade(max_ratio)}
 
 
+def velocity_colour(v: np.ndarray, variance: np.ndarray) -> np.ndarray:
+    """The BGY velocity-variance colour map of echo machines: ``(...)`` velocity, variance -> ``(..., 3)`` RGB.
+
+    ``v`` is in units of the Nyquist velocity, already aliased into [-1, 1]:
+    towards the probe (> 0) is red turning yellow as it nears the Nyquist limit,
+    away (< 0) blue turning cyan; turbulence (``variance`` in [0, 1]) adds green.
+    An aliased, turbulent jet therefore shows a mosaic of every hue, but so do
+    fast normal inflow near its aliasing velocity and turbulent noise: the hue
+    of one pixel does not tell a jet from normal flow, its pattern does.
+    """
+    m = np.clip(np.abs(v), 0.0, 1.0)
+    pos = v > 0
+    r = np.where(pos, 120 + 135 * np.sqrt(m), 30 * m**2)
+    g = np.where(pos, 200 * m**2, 40 + 200 * m**2)
+    b = np.where(pos, 20 * (1 - m), 140 + 115 * np.sqrt(m))
+    g = np.clip(g + 180 * np.clip(variance, 0.0, 1.0), 0, 255)
+    return np.stack([r, g, b], axis=-1).astype(np.float32)
+
+
+def _alias(v: np.ndarray) -> np.ndarray:
+    """Wrap velocities (Nyquist units) into [-1, 1), as pulsed Doppler does."""
+    return np.mod(v + 1.0, 2.0) - 1.0
+
+
 def _colour_doppler(rng, grey, lv, la, jet, levels, tracings, heart, apex, sector) -> np.ndarray:
-    """Overlay the colour box on grey frames: laminar red/blue in blood, mosaic in the jet.
+    """Overlay the colour box on grey frames: a velocity map over blood, with the jet as a flow pattern.
+
+    Per video, the colour box's width and depth, the Nyquist limit (so how much
+    normal inflow aliases), the colour gain (the velocity below which no colour
+    is shown) and the turbulence of normal flow vary, independently of the jet,
+    so the number of coloured pixels and the hues present do not give away
+    whether, or how much, there is regurgitation. The jet is a high-velocity
+    flow *away* from the probe, fastest at the vena contracta on the valve and
+    slowing along its length, aliased (mosaic) and turbulent (green variance),
+    with a turbulence texture that decorrelates frame to frame.
 
     Returns ``(F, H, W, 3)`` uint8 RGB.
     """
@@ -178,33 +214,41 @@ def _colour_doppler(rng, grey, lv, la, jet, levels, tracings, heart, apex, secto
     valve = tracings[:, 0, 2:].mean(axis=0)
     v_r = math.hypot(valve[0] - apex[0], valve[1] - apex[1])
     v_b = math.atan2(valve[0] - apex[0], valve[1] - apex[1])
-    box = (radius > 0.55 * v_r) & (radius < v_r + 2.4 * heart.la[0]) & (np.abs(bearing - v_b) < rng.uniform(0.3, 0.42))
+    box = (radius > rng.uniform(0.35, 0.7) * v_r) & (radius < v_r + rng.uniform(1.6, 3.0) * heart.la[0])
+    box &= np.abs(bearing - v_b - rng.uniform(-0.08, 0.08)) < rng.uniform(0.25, 0.5)
     box &= sector
     velocity = np.gradient(levels)  # > 0: LV filling (inflow, towards the probe)
     velocity = velocity / (np.abs(velocity).max() + 1e-6)
+    inflow_peak = rng.uniform(0.6, 1.6)  # Nyquist units: above 1 the normal inflow aliases too
+    threshold = rng.uniform(0.08, 0.3)  # colour gain / wall filter
+    base_turb = rng.uniform(0.0, 0.35)
+    jet_peak = rng.uniform(1.6, 3.5)
     out = np.repeat(grey[..., None], 3, axis=-1).astype(np.float32)
-    red = np.array([200.0, 25.0, 15.0], dtype=np.float32)
-    blue = np.array([20.0, 55.0, 210.0], dtype=np.float32)
+    turb = _smooth_noise(rng, (size, size), 1.2)
     for f in range(n_frames):
-        near_valve = np.exp(-np.hypot(xs - tracings[f, 0, 2], ys - tracings[f, 0, 3]) / (0.35 * heart.length))
-        speckle = 0.75 + 0.25 * _smooth_noise(rng, (size, size), 1.5)
+        annulus = tracings[f, 0, 2:]
+        dist = np.hypot(xs - annulus[0], ys - annulus[1])
+        near_valve = np.exp(-dist / (0.35 * heart.length))
+        turb = 0.5 * turb + 0.87 * _smooth_noise(rng, (size, size), 1.2)  # decorrelates over ~2 frames
         flow = np.zeros((size, size), dtype=np.float32)
-        flow[lv[f]] = velocity[f] * near_valve[lv[f]]
+        flow[lv[f]] = velocity[f] * inflow_peak * near_valve[lv[f]]
         flow[la[f]] = 0.35 * abs(velocity[f]) * near_valve[la[f]]  # pulmonary-venous inflow, towards the probe
-        flow *= speckle
-        shown = box & (np.abs(flow) > 0.18)
-        level = np.clip(np.abs(flow), 0.0, 1.0)[..., None]
-        colour = np.where((flow > 0)[..., None], red, blue) * (0.45 + 0.55 * level)
-        out[f][shown] = colour[shown]
-        # colour-noise flecks: a few isolated coloured pixels in blood within the box
-        flecks = box & (lv[f] | la[f]) & (rng.random((size, size)) < 0.01)
-        out[f][flecks] = MOSAIC[rng.integers(0, len(MOSAIC), int(flecks.sum()))] * 0.8
+        variance = base_turb * np.abs(flow) * (0.5 + 0.5 * np.abs(turb))
+        flow = flow * (1.0 + 0.25 * turb)
         if jet[f].any():
-            cells = rng.integers(0, len(MOSAIC), ((size + 1) // 2, (size + 1) // 2))
-            cells = np.repeat(np.repeat(cells, 2, 0), 2, 1)[:size, :size]
-            bright = rng.uniform(0.65, 1.0, (size, size)).astype(np.float32)[..., None]
-            mosaic = MOSAIC[cells] * bright
-            out[f][jet[f]] = mosaic[jet[f]]
+            j = jet[f]
+            # away from the probe, fastest at the valve, slowing along the jet; turbulent everywhere
+            speed = jet_peak * np.exp(-dist / rng.uniform(0.3, 0.6) / max(heart.la[0], 1.0))
+            flow[j] = -(speed[j] + 0.6 * turb[j] * speed[j])
+            variance[j] = np.clip(0.4 + 0.4 * np.abs(turb[j]), 0.0, 1.0)
+        blood = lv[f] | la[f] | jet[f]
+        shown = box & blood & (np.abs(flow) > threshold)
+        colour = velocity_colour(_alias(flow), variance)
+        out[f][shown] = colour[shown]
+        # colour noise: a few isolated flecks with random velocity anywhere in the box's blood
+        flecks = box & blood & ~shown & (rng.random((size, size)) < 0.01)
+        k = int(flecks.sum())
+        out[f][flecks] = velocity_colour(rng.uniform(-1, 1, k), rng.uniform(0, 1, k))
     return np.clip(out, 0, 255).astype(np.uint8)
 
 

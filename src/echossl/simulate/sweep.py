@@ -17,7 +17,9 @@ Video: 14 classes (the paper's 13 standard planes + ``Background``). The probe
 dwells 3-6 s on a plane, with 1-3 s of background search in between. Each plane
 has its own anatomy (ellipses, rings and dot rows in a distinct layout; the four
 heart views share the thorax and differ only inside the heart, as in the paper's
-fine-grained confusions) and its own speckle grain. Speckle is fixed to the
+fine-grained confusions). Speckle grain, gain, gamma, depth gain (TGC), zoom and
+the surrounding tissue's echogenicity are drawn per dwell independently of the
+plane, so the plane is in the layout, not in a global statistic. Speckle is fixed to the
 tissue and the anatomy drifts, turns and zooms smoothly, so frame order is
 visible in the motion. Frames are inside an ultrasound fan.
 
@@ -109,8 +111,12 @@ ANATOMY: dict[str, list[tuple]] = {
                           ("fill", -0.1, -0.25, 0.08, 0.08, 0, -0.6, True), ("fill", 0.12, -0.28, 0.06, 0.06, 0, -0.6, False),
                           ("ring", 0.15, -0.05, 0.06, 0.06, 0, 0.6, False)],
 }
-# Speckle grain (in anatomy-grid pixels) and gain per plane: "its own speckle".
-SPECKLE = {name: (0.6 + 1.2 * ((7 * i) % 14) / 13.0, 0.8 + 0.4 * ((5 * i) % 14) / 13.0) for i, name in enumerate(PLANES)}
+# Speckle grain (in anatomy-grid pixels), gain and gamma are drawn per dwell from ranges that
+# do not depend on the plane, so no plane can be told from its texture or brightness alone
+# (issue 14: six global intensity statistics must not classify planes).
+GRAIN_RANGE = (0.6, 1.8)
+GAIN_RANGE = (0.65, 1.45)
+GAMMA_RANGE = (0.38, 0.7)
 
 
 def _language() -> dict:
@@ -208,9 +214,8 @@ def _render_structures(structures, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return tissue
 
 
-def _speckle(rng, plane: int, u: np.ndarray, v: np.ndarray, extent: float = 3.0, grid: int = 96) -> np.ndarray:
-    """Tissue-fixed Rayleigh speckle of the plane's grain, sampled at anatomy coordinates."""
-    grain, _ = SPECKLE[PLANES[plane]]
+def _speckle(rng, grain: float, u: np.ndarray, v: np.ndarray, extent: float = 3.0, grid: int = 96) -> np.ndarray:
+    """Tissue-fixed Rayleigh speckle of grain ``grain`` (grid pixels), sampled at anatomy coordinates."""
     field = ndimage.gaussian_filter(rng.normal(size=(grid, grid)), grain) + 1j * ndimage.gaussian_filter(
         rng.normal(size=(grid, grid)), grain)
     mag = np.abs(field)
@@ -233,21 +238,22 @@ def render_video(rng, segments, size: int, fps: float) -> dict:
     frames = np.zeros((n_frames, size, size), dtype=np.uint8)
     landmarks = np.full((n_frames, 6, 2), np.nan, dtype=np.float32)
     fan = sector_mask(size)
-    depth = np.linspace(1.0, 0.65, size, dtype=np.float32)[:, None]  # attenuation with depth
-    radius = 0.3 * size
-    gain = rng.uniform(0.9, 1.1)
+    rows = np.linspace(0.0, 1.0, size, dtype=np.float32)[:, None]
+    gain = rng.uniform(0.8, 1.25)  # per scan (machine, patient)
     for plane, start, end in segments:
         n = end - start
         motion = _dwell_motion(rng, n, fps, size)
+        radius = 0.3 * size * rng.uniform(0.75, 1.3)  # zoom / gestational age: anatomy size is no class cue
         u, v = _anatomy_coords(motion, size, radius)
         structures = _structures(rng, plane)
-        tissue = 0.18 + _render_structures(structures, u, v)
-        speckle = _speckle(rng, plane, u, v)
-        _, plane_gain = SPECKLE[PLANES[plane]]
-        img = np.clip(tissue, 0.02, None) * speckle * plane_gain * gain * depth
-        img += rng.normal(0, 0.03, img.shape).astype(np.float32)  # electronic noise, fresh every frame
+        tissue = rng.uniform(0.08, 0.3) + _render_structures(structures, u, v)
+        speckle = _speckle(rng, rng.uniform(*GRAIN_RANGE), u, v)
+        # per-dwell gain, TGC (depth slope) and gamma: the sonographer re-adjusts them, whatever the plane
+        tgc = 1.0 - rng.uniform(0.0, 0.5) * rows + rng.uniform(-0.15, 0.15) * (rows - 0.5) ** 2
+        img = np.clip(tissue, 0.02, None) * speckle * gain * rng.uniform(*GAIN_RANGE) * tgc
+        img += rng.normal(0, rng.uniform(0.01, 0.06), img.shape).astype(np.float32)  # electronic noise
         img = np.clip(img, 0, 1.6) / 1.6
-        frames[start:end] = (np.sqrt(img) * 255 * fan).astype(np.uint8)
+        frames[start:end] = (np.power(img, rng.uniform(*GAMMA_RANGE)) * 255 * fan).astype(np.uint8)
         marks = [(s[1], s[2]) for s in structures if s[7]][:6]
         if plane == BACKGROUND or not marks:
             marks = [(0.0, 0.0)]
