@@ -27,6 +27,10 @@ Out = Annotated[Path, typer.Option("--out", help="Run folder to create.")]
 Preset = Annotated[str, typer.Option("--preset", help="Settings preset: cpu or paper.")]
 ConfigFile = Annotated[Optional[Path], typer.Option("--config", help="YAML file merged over the preset.")]
 Strict = Annotated[bool, typer.Option("--strict", help="Stop at the first bad video instead of skipping it.")]
+Accelerator = Annotated[str, typer.Option("--accelerator", help="cpu, gpu or auto (default: CUDA when available).")]
+Devices = Annotated[str, typer.Option("--devices", help="Passed to Lightning: a count, a list, or auto (inference uses the first).")]
+SetValues = Annotated[Optional[list[str]], typer.Option("--set", help="One config value, e.g. --set seg.lr=1e-4 (repeatable).")]
+BatchSize = Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Clips (EF) or frames (seg) per forward pass.")]
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 PRECISIONS = ("64-true", "64", "32-true", "32", "16-mixed", "16", "bf16-mixed", "bf16", "16-true", "bf16-true",
@@ -37,15 +41,15 @@ PRECISIONS = ("64-true", "64", "32-true", "32", "16-mixed", "16", "bf16-mixed", 
 _FLAGS: dict[str, tuple[Any, Any, str]] = {
     "preset": (Preset, "cpu", "config"),
     "config_file": (ConfigFile, None, "config"),
-    "set_": (Annotated[Optional[list[str]], typer.Option("--set", help="One config value, e.g. --set seg.lr=1e-4 (repeatable).")], None, "config"),
+    "set_": (SetValues, None, "config"),
     "seed": (Annotated[Optional[int], typer.Option("--seed", help="Seed for training randomness (not the labeled subset).")], None, "config"),
     "split_seed": (Annotated[Optional[int], typer.Option("--split-seed", help="Seed that fixes the labeled subset (default 0).")], None, "config"),
     "labeled_fraction": (Annotated[Optional[float], typer.Option("--labeled-fraction", help="Share of TRAIN with labels.")], None, "config"),
     "max_epochs": (Annotated[Optional[int], typer.Option("--max-epochs", help="Epochs (default: the preset's).")], None, "trainer"),
     "max_steps": (Annotated[Optional[int], typer.Option("--max-steps", help="Stop after this many optimizer steps.")], None, "trainer"),
     "resume": (Annotated[bool, typer.Option("--resume", help="Continue from RUN/checkpoints/last.ckpt.")], False, "resume"),
-    "devices": (Annotated[str, typer.Option("--devices", help="Passed to Lightning: a count, a list, or auto.")], "1", "trainer"),
-    "accelerator": (Annotated[str, typer.Option("--accelerator", help="cpu, gpu or auto (default).")], "auto", "trainer"),
+    "devices": (Devices, "1", "trainer"),
+    "accelerator": (Accelerator, "auto", "trainer"),
     "num_nodes": (Annotated[int, typer.Option("--num-nodes", help="Passed to Lightning.")], 1, "trainer"),
     "strategy": (Annotated[str, typer.Option("--strategy", help="Passed to Lightning (auto, ddp, ddp_spawn, ...).")], "auto", "trainer"),
     "precision": (Annotated[str, typer.Option("--precision", help="32-true, bf16-mixed or 16-mixed.")], "32-true", "trainer"),
@@ -234,4 +238,4 @@ def print_metrics(run: Path) -> None:
 
 
 __all__ = ["RunFlags", "run_command", "check_trainer_flags", "require_dir", "print_metrics", "Data", "Out",
-           "Preset", "ConfigFile", "Strict"]
+           "Preset", "ConfigFile", "Strict", "Accelerator", "Devices", "BatchSize", "SetValues"]

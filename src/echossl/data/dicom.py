@@ -208,17 +208,43 @@ def _to_uint8(arr: np.ndarray, bits: int) -> np.ndarray:
     return np.clip(arr * (255.0 / (2.0**bits - 1)), 0, 255).round().astype(np.uint8)
 
 
+def _ybr_to_rgb(arr: np.ndarray) -> np.ndarray:
+    """Full-range YCbCr (JFIF, PS3.3 C.7.6.3.1.2) ``(..., 3)`` to RGB, once.
+
+    8-bit data goes through OpenCV (its YCrCb is the same full-range BT.601 transform, with Cb
+    and Cr swapped), several times faster than pydicom's float conversion on 600 x 800 cines.
+    """
+    from pydicom.pixels import convert_color_space
+
+    if arr.dtype != np.uint8:
+        return convert_color_space(arr, "YBR_FULL", "RGB")
+    out = np.empty_like(arr)
+    for i, frame in enumerate(arr.reshape(-1, *arr.shape[-3:])):
+        out.reshape(-1, *arr.shape[-3:])[i] = cv2.cvtColor(
+            np.ascontiguousarray(frame[..., [0, 2, 1]]), cv2.COLOR_YCrCb2RGB)
+    return out
+
+
 def _decode_rgb(ds, path: Path, n: int) -> np.ndarray:
     """All frames as ``(T, H, W, 3)`` uint8 RGB, each colour conversion done exactly once."""
-    from pydicom.pixels import apply_color_lut, pixel_array
+    from pydicom.pixels import apply_color_lut, get_decoder
 
     pi = str(ds.get("PhotometricInterpretation", "")).strip().upper()
     try:
-        # raw=False: pydicom converts YBR_FULL/_422 to RGB itself, and knows when a JPEG or
-        # JPEG 2000 plug-in already did (then the result is RGB and no second pass happens)
-        arr = pixel_array(ds)
+        # raw=True plus the decoder's own account of what it returned: pydicom upsamples native
+        # YBR_FULL_422, corrects a PI that contradicts the JPEG stream (JFIF/Adobe markers) and
+        # reports RGB where the plug-in already converted (JPEG 2000 YBR_ICT/RCT). So exactly one
+        # YCbCr -> RGB step is applied, here, and only when the output is still YCbCr.
+        arr, meta = get_decoder(ds.file_meta.TransferSyntaxUID).as_array(ds, raw=True)
+        decoded = str(meta.get("photometric_interpretation", pi)).upper()
+        if decoded in ("YBR_FULL", "YBR_FULL_422"):
+            arr = _ybr_to_rgb(arr)
+        elif decoded.startswith("YBR"):
+            raise DataError(path, f"decodes to {decoded} colour, which echossl does not convert")
         if pi == "PALETTE COLOR":
             arr = apply_color_lut(arr, ds)
+    except DataError:
+        raise
     except Exception as err:  # corrupt or truncated fragments fail in many ways inside plug-ins
         raise DataError(path, f"has pixel data that cannot be decoded ({_short(err)})") from None
     bits = int(ds.get("BitsStored", 8) or 8)
@@ -311,18 +337,24 @@ def _largest_hull(mask: np.ndarray, open_px: int) -> np.ndarray:
 
 
 def fan_mask(grey: np.ndarray) -> np.ndarray:
-    """The scan sector of ``grey`` frames ``(T, H, W)`` as a ``(H, W)`` uint8 0/1 mask.
+    """The scan sector of frames ``(T, H, W)`` or ``(T, H, W, 3)`` as a ``(H, W)`` uint8 0/1 mask.
 
     Pixels that vary over time (std > VARYING_STD) form the fan; its largest component's convex
     hull is the mask. A cine too still for that falls back to the bright pixels, then to all.
     """
-    t, h, w = grey.shape
+    t, h, w = grey.shape[:3]
     pick = np.linspace(0, t - 1, min(t, STAT_FRAMES)).round().astype(int)
-    stack = grey[pick].astype(np.float32)
-    open_px = max(3, min(h, w) // 50) | 1  # odd; wider than an ECG trace or a caliper line
+    step = max(1, min(h, w) // 160)  # statistics on a ~160-pixel grid: the hull needs no more
+    stack = grey[pick, ::step, ::step]
+    # max over colour channels keeps colour-flow pixels in the fan
+    stack = (stack.max(axis=-1) if stack.ndim == 4 else stack).astype(np.float32)
+    sh, sw = stack.shape[1:]
+    open_px = max(3, min(sh, sw) // 50) | 1  # odd; wider than an ECG trace or a caliper line
     for candidate in (stack.std(axis=0) > VARYING_STD, stack.mean(axis=0) > BRIGHT_MEAN):
         mask = _largest_hull(candidate.astype(np.uint8), open_px)
-        if mask.sum() >= MIN_FAN_FRACTION * h * w:
+        if mask.sum() >= MIN_FAN_FRACTION * sh * sw:
+            if step > 1:
+                mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST)
             return mask
     return np.ones((h, w), np.uint8)
 
@@ -332,17 +364,23 @@ def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
     return int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
 
 
-def resize_frames(frames: np.ndarray, size: int, keep_aspect: bool) -> np.ndarray:
-    """``(T, h, w, 3)`` -> ``(T, size, size, 3)``: squashed, or padded to a centred square."""
+def resize_frames(frames: np.ndarray, size: int, keep_aspect: bool, mask: np.ndarray | None = None) -> np.ndarray:
+    """``(T, h, w, 3)`` -> ``(T, size, size, 3)``: squashed, or padded to a centred square.
+
+    ``mask`` ``(h, w)`` 0/1, when given, blacks out pixels before the resize, so nothing outside
+    the fan is averaged into the output's edge pixels.
+    """
     t, h, w, _ = frames.shape
-    if keep_aspect and h != w:
-        side = max(h, w)
-        padded = np.zeros((t, side, side, 3), np.uint8)
-        y, x = (side - h) // 2, (side - w) // 2
-        padded[:, y:y + h, x:x + w] = frames
-        frames = padded
+    side = max(h, w)
+    top, left = (side - h) // 2, (side - w) // 2
     out = np.empty((t, size, size, 3), np.uint8)
-    for i, frame in enumerate(frames):  # OpenCV resizes one image at a time
+    for i, frame in enumerate(frames):  # OpenCV works one image at a time
+        frame = np.ascontiguousarray(frame)
+        if mask is not None:
+            frame = cv2.bitwise_and(frame, frame, mask=mask)
+        if keep_aspect and h != w:
+            frame = cv2.copyMakeBorder(frame, top, side - h - top, left, side - w - left,
+                                       cv2.BORDER_CONSTANT, value=0)
         out[i] = cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA)
     return out
 
@@ -380,15 +418,12 @@ def read_dicom_video(path: str | Path, size: int = 112, keep_aspect: bool = Fals
         geometry = "detected"
         x0, y0, x1, y1 = 0, 0, width - 1, height - 1
     crop = frames[:, y0:y1 + 1, x0:x1 + 1]
-    # luminance-like grey for the statistics; max over channels keeps colour flow in the fan
-    pick = np.linspace(0, n - 1, min(n, STAT_FRAMES)).round().astype(int)
-    mask = fan_mask(crop[pick].max(axis=-1))
+    mask = fan_mask(crop)
     if geometry == "detected":  # tighten the crop to the fan
         bx0, by0, bx1, by1 = _bbox(mask)
         crop, mask = crop[:, by0:by1 + 1, bx0:bx1 + 1], mask[by0:by1 + 1, bx0:bx1 + 1]
         x0, y0, x1, y1 = x0 + bx0, y0 + by0, x0 + bx1, y0 + by1
-    crop = crop * mask[None, :, :, None]
-    out = resize_frames(crop, size, keep_aspect)
+    out = resize_frames(crop, size, keep_aspect, mask=mask)
     if spacing is not None:
         h, w = y1 - y0 + 1, x1 - x0 + 1
         sx, sy = (max(h, w), max(h, w)) if keep_aspect else (w, h)

@@ -717,6 +717,9 @@ class EchoNetFrames(torch.utils.data.Dataset):
     """The traced ED and ES frames with their LV masks, for supervised segmentation.
 
     Two items per usable video: index ``2*v`` is ED, ``2*v + 1`` ES (by traced area).
+    With ``size``, the frame is resized bilinearly and the mask with the same
+    resampling then thresholded (:func:`echossl.data.resize.resize_mask`), so both
+    stay on one pixel grid.
 
     Items:
         ``image``: float32 ``(3, H, W)``, ``(x - mean) / std``;

@@ -22,7 +22,6 @@ on the run.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import yaml
@@ -215,7 +214,7 @@ def write_model_card(ckpt: dict, out_dir, *, export: dict | None = None, data=No
     import warnings
 
     from echossl.evaluation.settings import checkpoint_config, inference_settings, run_config_path
-    from echossl.io import atomic_write_text
+    from echossl.io import atomic_write_bytes, atomic_write_text
 
     out_dir = Path(out_dir)
     source = run_config_path(ckpt)
@@ -232,9 +231,9 @@ def write_model_card(ckpt: dict, out_dir, *, export: dict | None = None, data=No
             except ValueError:
                 metrics = None
             if metrics_path.resolve() != (out_dir / "metrics.json").resolve():
-                shutil.copyfile(metrics_path, out_dir / "metrics.json")
+                atomic_write_bytes(out_dir / "metrics.json", metrics_path.read_bytes())
         if source.resolve() != (out_dir / "config.yaml").resolve():
-            shutil.copyfile(source, out_dir / "config.yaml")
+            atomic_write_bytes(out_dir / "config.yaml", source.read_bytes())
     elif ckpt.get("echossl_config") or (ckpt.get("hyper_parameters") or {}).get("config"):
         atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
     path = out_dir / CARD

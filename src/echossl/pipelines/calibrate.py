@@ -177,3 +177,140 @@ def label_gaps(root, out, sizes: dict, *, seed: int = 0, threads: int | None = N
     if "ef" in which:
         res["ef_mae_gap"] = res["ef_mae_eighth"] - res["ef_mae_all"]
     return res
+
+
+# --------------------------------------------------------------------------- #
+# 4. CAMUS: frozen random features against a trained encoder
+# --------------------------------------------------------------------------- #
+
+
+def _camus_frames(root, split: str, size: int, ed_es_only: bool):
+    """``(N, 3, size, size)`` float frames in [0, 255] and ``(N, size, size)`` int64 labels of one split."""
+    import torch
+
+    from echossl.data.camus import Camus
+
+    ds = Camus(root, size=size, mirror=False, split=split)
+    xs, ys = [], []
+    for i in range(len(ds)):
+        item = ds[i]
+        if item["labels"] is None:
+            continue
+        idx = sorted({item["ed"], item["es"]}) if ed_es_only else list(range(item["video"].shape[1]))
+        xs.append(torch.as_tensor(item["video"])[:, idx].permute(1, 0, 2, 3))
+        ys.append(torch.as_tensor(np.asarray(item["labels"])[idx].astype(np.int64)))
+    return torch.cat(xs).float(), torch.cat(ys)
+
+
+def camus_frozen_gap(camus_root, *, epochs: int, seed: int = 0, size: int = 64) -> dict:
+    """Dice of the DISCOVER frozen protocol on a random ViT against the same ViT trained end to end.
+
+    ``frozen_random``: :func:`echossl.evaluation.protocols.frozen_segmentation` on
+    the cpu preset's random-init DISCOVER ViT (the "random init" row).
+    ``trained``: that ViT plus the same :class:`~echossl.evaluation.protocols.SegmentationHead`,
+    all weights trained with Dice + CE on every labelled TRAIN frame, each fed
+    as a still clip (the frame repeated over the clip length; the time steps of
+    the dense features are averaged). Both are scored on the TEST ED/ES frames
+    by :func:`~echossl.evaluation.protocols.label_dice` (mean of LV endo, LV epi, LA).
+    """
+    import lightning as L
+    import torch
+    import torch.nn.functional as F
+    from monai.losses import DiceCELoss
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from echossl.config import load_config
+    from echossl.engine import fit
+    from echossl.evaluation import protocols as P
+    from echossl.pipelines.discover import random_backbone
+
+    cfg = load_config("cpu")
+    x_tr, y_tr = _camus_frames(camus_root, "TRAIN", size, ed_es_only=False)
+    x_te, y_te = _camus_frames(camus_root, "TEST", size, ed_es_only=True)
+    mean, std = float(x_tr.mean()), float(x_tr.std())
+    norm = {"mean": [mean] * 3, "std": [std] * 3, "size": size}
+    width = int(cfg["discover"]["eval"]["seg"]["width"])
+    frozen = P.frozen_segmentation(random_backbone(cfg, norm, seed), camus_root, epochs=epochs,
+                                   batch_size=int(cfg["discover"]["eval"]["seg"]["batch_size"]), width=width, seed=seed)
+
+    backbone = random_backbone(cfg, norm, seed).train()
+
+    class EndToEnd(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.backbone = backbone
+            with torch.no_grad():
+                grid = backbone.dense(torch.zeros(1, 3, backbone.length, size, size)).shape[-1]
+            self.head = P.SegmentationHead(backbone.dense_dim, 4, width, max(0, round(math.log2(size / grid))))
+            self.loss = DiceCELoss(to_onehot_y=True, softmax=True)
+
+        def forward(self, x):  # (B, 3, H, W) in [0, 255] -> (B, 4, H, W) logits
+            x = (x - mean) / std
+            clip = x.unsqueeze(2).expand(-1, -1, self.backbone.length, -1, -1)
+            logits = self.head(self.backbone.dense(clip).mean(2))
+            return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            loss = self.loss(self(x), y.unsqueeze(1))
+            self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=x.shape[0])
+            return loss
+
+        def configure_optimizers(self):
+            return torch.optim.Adam(self.parameters(), lr=1e-3)
+
+    torch.manual_seed(seed)
+    module = EndToEnd()
+    loader = DataLoader(TensorDataset(x_tr, y_tr), batch_size=16, shuffle=True)
+    with tempfile.TemporaryDirectory(prefix="echossl-calibrate-") as tmp:
+        fit(module, loader, None, Path(tmp), P._trainer_options(epochs, seed, "cpu"), monitor="train_loss",
+            mode="min")
+    module.eval()
+    with torch.inference_mode():
+        pred = torch.cat([module(x_te[s:s + 32]).argmax(1) for s in range(0, len(x_te), 32)]).numpy()
+    per = P.label_dice(pred, y_te.numpy())
+    trained = float(np.mean([v.mean() for v in per.values()]))
+    return {"camus_dice_frozen_random": float(frozen["dice"]), "camus_dice_trained": trained,
+            "camus_frozen_random_gap": trained - float(frozen["dice"]), "camus_test_images": int(len(x_te))}
+
+
+# --------------------------------------------------------------------------- #
+# all four
+# --------------------------------------------------------------------------- #
+
+
+def run_calibrate(out, *, quick: bool = False, seed: int = 0, threads: int | None = 1, progress: bool = False,
+                  log=print) -> dict:
+    """Simulate the small data sets into ``out``, run the four experiments, return the figures.
+
+    Returns ``{"figures": {...}, "checks": [{"name", "value", "target", "pass"}], "seconds", "quick"}``.
+    """
+    from echossl.simulate.camus import simulate_camus
+    from echossl.simulate.echonet import simulate_echonet
+
+    t0 = time.time()
+    sizes = SIZES["quick" if quick else "full"]
+    out = Path(out)
+    figures: dict = {}
+    echonet = out / "echonet"
+    if not (echonet / "FileList.csv").exists():
+        log(f"simulating {sizes['videos']} EchoNet videos at {sizes['video_size']} px")
+        simulate_echonet(echonet, sizes["videos"], seed=seed, size=sizes["video_size"], progress=progress)
+    log("segmentation and EF at 1/8 and all labels")
+    figures.update(label_gaps(echonet, out / "runs", sizes, seed=seed, threads=threads, progress=progress))
+    log(f"planes from global statistics ({sizes['sweeps']} scans)")
+    figures.update(plane_shortcut(sizes["sweeps"], sizes["sweep_seconds"], seed=seed))
+    camus = out / "camus"
+    if not any(camus.glob("patient*")):
+        simulate_camus(camus, sizes["camus_patients"], seed=seed, progress=progress)
+    log("CAMUS: frozen random features against a trained encoder")
+    figures.update(camus_frozen_gap(camus, epochs=sizes["camus_epochs"], seed=seed))
+    checks = []
+    for name, (op, threshold) in TARGETS.items():
+        value = figures.get(name)
+        ok = value is not None and not (isinstance(value, float) and math.isnan(value)) and _verdict(name, value)
+        checks.append({"name": name, "value": value, "target": f"{op} {threshold}", "pass": bool(ok)})
+    result = {"figures": figures, "checks": checks, "seconds": round(time.time() - t0, 1), "quick": quick,
+              "seed": seed}
+    atomic_write_text(out / "calibrate.json", json.dumps(result, indent=2, default=float) + "\n")
+    return result
