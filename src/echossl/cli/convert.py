@@ -31,10 +31,9 @@ def dicom_cmd(
 ) -> None:
     """Convert DICOM ultrasound cines into Videos/*.avi, FileList.csv and Spacing.csv.
 
-    Each file is decoded (JPEG baseline, JPEG-LS, JPEG 2000, RLE or native), cropped to its
-    ultrasound region or detected fan, blacked out outside the fan, resized, and named by a
-    hash of its SOPInstanceUID; no patient value is written. Files that cannot be converted
-    are refused by name and the others still written; the exit code is then 1.
+    Each file is decoded (JPEG baseline, JPEG-LS, JPEG 2000, RLE or native), cropped to its ultrasound region or detected fan, blacked out outside the fan, resized, and named by a hash of its SOPInstanceUID; no patient value is written.
+
+    Files that cannot be converted are refused by name and the others still written; the exit code is then 1. See docs/clinical-data.md.
     """
     from rich.console import Console
     from rich.table import Table

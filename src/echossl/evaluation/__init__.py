@@ -5,6 +5,8 @@ The metric functions take numpy arrays or tensors (``from echossl.evaluation imp
 
 from __future__ import annotations
 
+from echossl._lazy import lazy_exports
+
 _LAZY = {
     # echossl.evaluation.metrics
     "mae": "echossl.evaluation.metrics", "rmse": "echossl.evaluation.metrics",
@@ -34,16 +36,5 @@ _LAZY = {
 }
 __all__ = [*sorted(_LAZY)]
 
-def __getattr__(name: str):
-    # imported on first use, so that importing the package stays fast
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+# imported on first use, so that importing the package stays fast
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

@@ -6,6 +6,8 @@ The losses are plain functions of tensors, usable in any training loop
 
 from __future__ import annotations
 
+from echossl._lazy import lazy_exports
+
 _LAZY = {
     # echossl.methods.css
     "cyclical_loss": "echossl.methods.css", "cyclical_logits": "echossl.methods.css",
@@ -36,16 +38,5 @@ _LAZY = {
 }
 __all__ = [*sorted(_LAZY)]
 
-def __getattr__(name: str):
-    # imported on first use, so that importing the package stays fast
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+# imported on first use, so that importing the package stays fast
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

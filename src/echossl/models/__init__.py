@@ -5,6 +5,8 @@ Builders by name (``build_segmenter("small_deeplab")``), imported on first use.
 
 from __future__ import annotations
 
+from echossl._lazy import lazy_exports
+
 _LAZY = {
     # echossl.models.segmentation
     "build_segmenter": "echossl.models.segmentation", "Segmenter": "echossl.models.segmentation",
@@ -25,16 +27,5 @@ _LAZY = {
 }
 __all__ = [*sorted(_LAZY)]
 
-def __getattr__(name: str):
-    # imported on first use, so that importing the package stays fast
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+# imported on first use, so that importing the package stays fast
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
