@@ -8,6 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from echossl.cli.common import Accelerator
+
 
 def bench_cmd(out: Annotated[Optional[Path], typer.Option(
                   "--out", help="JSON file to write (default outputs/bench.json, or outputs/bench_paper.json with "
@@ -20,8 +22,7 @@ def bench_cmd(out: Annotated[Optional[Path], typer.Option(
               = False,
               steps: Annotated[Optional[int], typer.Option(
                   "--steps", min=1, help="With --paper: timed training steps per model (default 300).")] = None,
-              accelerator: Annotated[str, typer.Option(
-                  "--accelerator", help="With --paper: cpu, gpu or auto.")] = "auto",
+              accelerator: Accelerator = "auto",
               threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads (torch).")] = None):
     """Measure cache vs OpenCV, batched vs naive EF inference, training throughput, DDP scaling and memory."""
     from rich.console import Console

@@ -7,7 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from echossl.cli.common import ConfigFile, Data, Out, Preset, RunFlags, print_metrics, require_dir, run_command, resolve
+from echossl.cli.common import (
+    Accelerator, BatchSize, Data, Devices, Out, RunFlags, SetValues, print_metrics, require_dir, run_command,
+)
 
 train_app = typer.Typer(no_args_is_help=True, help="Train a model (seg, ef, distill, ...).")
 
@@ -65,10 +67,8 @@ def evaluate_cmd(checkpoint: Annotated[Path, typer.Option("--checkpoint", help="
                  out: Annotated[Path, typer.Option("--out", help="metrics.json to write (predictions.csv goes beside it).")],
                  split: Annotated[str, typer.Option("--split", help="TRAIN, VAL or TEST.")] = "TEST",
                  config: Annotated[Optional[Path], typer.Option("--config", help="YAML merged over the checkpoint's own config.")] = None,
-                 set_: Annotated[Optional[list[str]], typer.Option("--set", help="One config value over the checkpoint's, e.g. ef.test_clips=4 (repeatable).")] = None,
-                 accelerator: Annotated[str, typer.Option("--accelerator", help="cpu, gpu or auto (CUDA when available).")] = "auto",
-                 devices: Annotated[str, typer.Option("--devices", help="A count or a list of indices; inference uses the first device.")] = "auto",
-                 batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Clips (EF) or frames (seg) per forward pass.")] = None,
+                 set_: SetValues = None, accelerator: Accelerator = "auto", devices: Devices = "auto",
+                 batch_size: BatchSize = None,
                  preset: Annotated[Optional[str], typer.Option("--preset", help="Deprecated: settings come from the checkpoint; used only when its config.yaml is missing.")] = None):
     """Evaluate a checkpoint on a split (EchoNet layout) or on a CAMUS folder; writes metrics.json and predictions.csv.
 
@@ -93,10 +93,8 @@ def predict_cmd(inputs: Annotated[list[Path], typer.Argument(help="AVI, MP4 or D
                 masks_out: Annotated[Optional[Path], typer.Option("--masks-out", help="Folder for per-frame LV masks (seg).")] = None,
                 masks_format: Annotated[str, typer.Option("--masks-format", help="nifti (.nii.gz) or npy.")] = "nifti",
                 config: Annotated[Optional[Path], typer.Option("--config", help="YAML merged over the checkpoint's own config.")] = None,
-                set_: Annotated[Optional[list[str]], typer.Option("--set", help="One config value over the checkpoint's, e.g. ef.test_clips=4 (repeatable).")] = None,
-                accelerator: Annotated[str, typer.Option("--accelerator", help="cpu, gpu or auto (CUDA when available).")] = "auto",
-                devices: Annotated[str, typer.Option("--devices", help="A count or a list of indices; inference uses the first device.")] = "auto",
-                batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Clips (EF) or frames (seg) per forward pass.")] = None,
+                set_: SetValues = None, accelerator: Accelerator = "auto", devices: Devices = "auto",
+                batch_size: BatchSize = None,
                 preset: Annotated[Optional[str], typer.Option("--preset", help="Deprecated: settings come from the checkpoint; used only when its config.yaml is missing.")] = None):
     """Predict EF (EF models), or masks, ED/ES frames, EF_Seg, heart rate and EDV/ESV (seg and video-seg models).
 
