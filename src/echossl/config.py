@@ -122,6 +122,9 @@ def parse_set(item: str) -> tuple[str, Any]:
 
 _SCHEMA: dict | None = None
 
+# Keys whose presets both hold a word but which also take a number.
+ALSO_ACCEPTS = {"mrjet.train.peak_height": {"float"}}
+
 
 def schema() -> dict:
     """Every valid key, as the union of both presets: ``{key: {"types": set, "children": schema}}``."""
@@ -132,6 +135,13 @@ def schema() -> dict:
             _add_to_schema(_SCHEMA, load_preset(name))
         for top in ("split_seed", "init_partial"):
             _SCHEMA.setdefault(top, {"types": {"int"} if top == "split_seed" else {"bool"}, "children": None})
+        for dotted, types in ALSO_ACCEPTS.items():
+            node = _SCHEMA
+            *parents, last = dotted.split(".")
+            for part in parents:
+                node = node.get(part, {}).get("children") or {}
+            if last in node:
+                node[last]["types"] |= types
     return _SCHEMA
 
 
