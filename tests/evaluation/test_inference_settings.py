@@ -55,7 +55,7 @@ def videos(sim_echonet):
 
 
 def test_predict_uses_the_checkpoints_settings_without_any_preset(ef_run, videos, tmp_path):
-    from echossl.evaluation.predict import predict
+    from echossl.pipelines.predict import predict
 
     plain = predict(ef_run, videos, tmp_path / "plain.csv")
     own = predict(ef_run, videos, tmp_path / "own.csv", config=ef_run / "config.yaml")
@@ -72,7 +72,7 @@ def test_predict_uses_the_checkpoints_settings_without_any_preset(ef_run, videos
 
 
 def test_preset_is_ignored_and_config_set_override(ef_run, videos, tmp_path):
-    from echossl.evaluation.predict import predict
+    from echossl.pipelines.predict import predict
 
     plain = predict(ef_run, videos[:1], tmp_path / "a.csv")
     with_preset = predict(ef_run, videos[:1], tmp_path / "b.csv", preset="paper")
@@ -85,7 +85,7 @@ def test_preset_is_ignored_and_config_set_override(ef_run, videos, tmp_path):
 
 
 def test_bare_checkpoint_falls_back_to_the_preset_with_a_warning(ef_run, videos, tmp_path):
-    from echossl.evaluation.predict import predict
+    from echossl.pipelines.predict import predict
 
     bare = tmp_path / "moved.ckpt"
     shutil.copy(ef_run / "checkpoints" / "best.ckpt", bare)
@@ -99,7 +99,7 @@ def test_bare_checkpoint_falls_back_to_the_preset_with_a_warning(ef_run, videos,
 
 def test_evaluate_uses_the_checkpoints_test_clips(ef_run, sim_echonet, tmp_path):
     from echossl.data.echonet import read_filelist
-    from echossl.evaluation.evaluate import evaluate
+    from echossl.pipelines.evaluate import evaluate
 
     out = tmp_path / "eval" / "metrics.json"
     metrics = evaluate(ef_run, sim_echonet, "TEST", out, preset="cpu")
@@ -121,7 +121,7 @@ def test_evaluate_uses_the_checkpoints_test_clips(ef_run, sim_echonet, tmp_path)
 def test_the_cli_warns_that_preset_is_deprecated(ef_run, videos, tmp_path):
     from echossl.cli import main
     from echossl.evaluation import settings
-    from echossl.evaluation.predict import predict
+    from echossl.pipelines.predict import predict
 
     settings._WARNED_PRESET = False
     with pytest.warns(FutureWarning, match="--preset is deprecated"):
@@ -152,7 +152,7 @@ def test_select_device():
 
 def test_evaluate_seg_writes_per_video_dice(sim_echonet, tmp_path):
     from echossl.data.echonet import read_filelist
-    from echossl.evaluation.evaluate import evaluate
+    from echossl.pipelines.evaluate import evaluate
     from echossl.methods.css import SegmentationModule
 
     cfg = load_preset("cpu")

@@ -79,7 +79,7 @@ def test_card_without_data_and_with_real_marker(ef_run, tmp_path):
 
 def test_an_export_predicts_with_the_runs_settings(ef_run, sim_echonet, tmp_path):
     from echossl.checkpoints import export_checkpoint
-    from echossl.evaluation.predict import predict
+    from echossl.pipelines.predict import predict
 
     export_checkpoint(ef_run, tmp_path / "exp")
     videos = sorted((sim_echonet / "Videos").glob("*.avi"))[:1]

@@ -57,7 +57,7 @@ def picked(sim_echonet):
 @pytest.fixture()
 def truth_segmenter(monkeypatch, picked):
     """Replace the network by the simulator's true masks, so that beats and volumes can be checked."""
-    import echossl.evaluation.predict as predict_module
+    import echossl.pipelines.predict as predict_module
 
     by_frames = {}
     for info in picked.values():
@@ -75,7 +75,7 @@ def truth_segmenter(monkeypatch, picked):
 
 def test_gather_inputs_recursive_any_case_and_dicom_by_content(tmp_path):
     from echossl.errors import EchosslError
-    from echossl.evaluation.predict import gather_inputs
+    from echossl.pipelines.predict import gather_inputs
 
     (tmp_path / "a" / "b").mkdir(parents=True)
     (tmp_path / "a" / ".hidden").mkdir()
@@ -99,7 +99,7 @@ def test_gather_inputs_recursive_any_case_and_dicom_by_content(tmp_path):
 
 
 def test_ef_predict_reads_mp4_and_upper_case_avi(runs, picked, tmp_path):
-    from echossl.evaluation.predict import predict
+    from echossl.pipelines.predict import predict
 
     name, info = next(iter(picked.items()))
     frames = read_video(info["path"])
@@ -115,7 +115,7 @@ def test_ef_predict_reads_mp4_and_upper_case_avi(runs, picked, tmp_path):
 
 
 def test_seg_predict_heart_rate_and_volumes_from_spacing(runs, picked, truth_segmenter, tmp_path):
-    from echossl.evaluation.predict import predict
+    from echossl.pipelines.predict import predict
     from echossl.simulate.echonet import pixel_spacing_cm
 
     root = tmp_path / "data"
@@ -144,7 +144,7 @@ def test_seg_predict_heart_rate_and_volumes_from_spacing(runs, picked, truth_seg
 
 
 def test_square_pixels_keeps_the_physical_area():
-    from echossl.evaluation.predict import square_pixels
+    from echossl.pipelines.predict import square_pixels
     from echossl.evaluation.volumes import mask_volume
 
     yy, xx = np.mgrid[:60, :80]
@@ -161,7 +161,7 @@ def test_square_pixels_keeps_the_physical_area():
 
 @pytest.mark.parametrize("fmt", ["nifti", "npy"])
 def test_masks_out_and_overlay(runs, picked, truth_segmenter, tmp_path, fmt):
-    from echossl.evaluation.predict import predict
+    from echossl.pipelines.predict import predict
 
     name, info = next(iter(picked.items()))
     predict(runs["seg"], [info["path"]], tmp_path / "p.csv", masks_out=tmp_path / "m", masks_format=fmt,
@@ -182,7 +182,7 @@ def test_masks_out_and_overlay(runs, picked, truth_segmenter, tmp_path, fmt):
 
 def test_dicom_goes_through_read_dicom_video(runs, picked, truth_segmenter, tmp_path, monkeypatch):
     """The DICOM reader's interface (frames, fps, spacing_cm, name), with a stand-in reader."""
-    from echossl.evaluation.predict import predict
+    from echossl.pipelines.predict import predict
 
     name, info = next(iter(picked.items()))
     frames = read_video(info["path"])
@@ -231,7 +231,7 @@ def _write_us_dicom(path, frames, fps, spacing_cm):
 def test_predict_on_a_real_dicom_file(runs, picked, tmp_path):
     pytest.importorskip("pydicom")
     pytest.importorskip("echossl.data.dicom")
-    from echossl.evaluation.predict import predict
+    from echossl.pipelines.predict import predict
 
     name, info = next(iter(picked.items()))
     _write_us_dicom(tmp_path / "cine.dcm", read_video(info["path"]), info["fps"], 0.14)

@@ -201,7 +201,7 @@ def test_cli_pretrain_then_train_then_evaluate(mrjet_data, tmp_path):
     assert metrics["task"] == "mrjet" and metrics["split"] == "TEST"
     for key in ("hit_rate_exact", "hit_rate_within2", "dice", "ratio_mae", "accuracy"):
         assert key in metrics
-    from echossl.evaluation.evaluate import evaluate
+    from echossl.pipelines.evaluate import evaluate
     from echossl.config import load_config
 
     again = evaluate(tmp_path / "run", mrjet_data, "VAL", tmp_path / "val.json", cfg=load_config("cpu"))

@@ -181,7 +181,7 @@ def test_export_round_trips_every_tensor(ef_run, tmp_path):
 
 def test_an_exported_model_predicts_like_its_checkpoint(ef_run, sim_echonet, tiny_config, tmp_path):
     from echossl.cli.common import resolve
-    from echossl.evaluation.predict import predict
+    from echossl.pipelines.predict import predict
 
     export_checkpoint(ef_run, tmp_path / "exp")
     cfg = resolve("cpu", tiny_config)

@@ -74,7 +74,7 @@ def evaluate_cmd(checkpoint: Annotated[Path, typer.Option("--checkpoint", help="
 
     Frame size, clip length, period, test clips and normalisation are the checkpoint's own.
     """
-    from echossl.evaluation.evaluate import evaluate
+    from echossl.pipelines.evaluate import evaluate
     from echossl.evaluation.settings import warn_preset_deprecated
 
     require_dir(data)
@@ -100,7 +100,7 @@ def predict_cmd(inputs: Annotated[list[Path], typer.Argument(help="AVI, MP4 or D
 
     Frame size, clip length, period, test clips and normalisation are the checkpoint's own.
     """
-    from echossl.evaluation.predict import predict
+    from echossl.pipelines.predict import predict
     from echossl.evaluation.settings import warn_preset_deprecated
 
     warn_preset_deprecated(preset)

@@ -316,7 +316,7 @@ class Scan:
 
 def load_split(root, split: str, *, names: list[str] | None = None, with_vad: dict | None = None) -> list[Scan]:
     """Every scan of ``split`` (or of ``names``) in memory; ``with_vad`` = kwargs of :func:`energy_vad`."""
-    from echossl.methods.video_speech import energy_vad
+    from echossl.data.signal import energy_vad
 
     root = Path(root)
     table = read_sweeps(root)
@@ -411,7 +411,7 @@ class VideoSpeechIntervals(Dataset):
     def __init__(self, scans: list[Scan], *, interval_seconds: float, excerpt_seconds: float, groups: int,
                  shift_range: int, size: int, order_step: int, order_crop: float, min_voiced: float,
                  vad_hop_seconds: float = 0.01, sample_rate: int = SAMPLE_RATE, seed: int | None = None):
-        from echossl.methods.video_speech import order_label
+        from echossl.data.signal import order_label
 
         self._order_label = order_label
         self.scans = scans

@@ -128,8 +128,7 @@ def load_backbone(checkpoint) -> VideoBackbone:
     ckpt = load_checkpoint(checkpoint)
     task = ckpt["hyper_parameters"]["task"]
     if task not in BACKBONE_LOADERS:
-        import echossl.pipelines.discover  # noqa: F401  (registers the DISCOVER tasks)
-    if task not in BACKBONE_LOADERS:
+        # adapters are registered by the pipeline that owns the task (pipelines/discover.py on import)
         raise EchosslError(f"{ckpt['path']} is a {task!r} checkpoint, which has no video backbone adapter")
     return BACKBONE_LOADERS[task](ckpt["path"])
 

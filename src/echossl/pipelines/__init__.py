@@ -5,7 +5,8 @@ Each workflow is a submodule, imported on first use (``echossl.pipelines.semisup
 
 from __future__ import annotations
 
-__all__ = ["semisupervised_ef", "demo", "unilvseg", "discover", "mrjet", "video_speech"]
+__all__ = ["semisupervised_ef", "demo", "unilvseg", "discover", "mrjet", "video_speech", "evaluate", "predict",
+           "calibrate"]
 
 
 def __getattr__(name: str):
