@@ -50,7 +50,7 @@ def test_torchvision_r2plus1d_into_the_teacher_and_the_video_model(k400_file, ca
     assert torch.equal(w[:, 3:], mask_filters)  # rule "keep": the mask channel keeps its random init
     _params_equal(teacher, state, [k for k in report.loaded if k != "stem.0.weight"])
     assert teacher.fc.bias.item() == pytest.approx(55.6)  # the EF head keeps its mean-EF bias
-    table = capsys.readouterr().err
+    table = " ".join(capsys.readouterr().err.split())  # rich wraps at the terminal width
     for row in ("loaded", "skipped for shape", "missing from the file", "in the file but unused"):
         assert row in table
     assert "222 of the model's 224" in table

@@ -22,7 +22,8 @@ from echossl.engine import TrainerOptions, best_checkpoint
 from echossl.evaluation import plots
 from echossl.evaluation import stats
 from echossl.evaluation.metrics import mean_ci, regression_metrics
-from echossl.evaluation.report import write_report
+from echossl.evaluation.report import demo_title
+from echossl.evaluation.run_report import write_run_report
 from echossl.io import atomic_write_text
 from echossl.pipelines import semisupervised_ef as pipe
 
@@ -79,21 +80,18 @@ def run_demo(out, data=None, preset: str = "cpu", config=None, *, accelerator: s
                "n_test": len(split.test), "seeds": [cfg["seed"]], "split_seed": cfg.get("split_seed", 0),
                "claims": claims, "ladder": ladder, "seconds": round(time.time() - t0, 1)}
     atomic_write_text(out / "results.json", json.dumps(results, indent=2))
-    from echossl.io import atomic_write_bytes
-
-    for k, (caption, png) in enumerate(figures):  # the report's figures also as PNG files
-        atomic_write_bytes(out / "figures" / f"{k:02d}_{_slug(caption)}.png", png)
     _print_table(rows)
     print_claims(claims, ladder)
-    write_report(out / "report.html", "echossl demo: semi-supervised EF (Table IV at 1/8 labels)",
-                 summary=(f"Preset {cfg['preset']}, {len(split.labeled)} labeled and {len(split.unlabeled)} "
+    # the same report code as `echossl report`; it also writes every figure to figures/ as PNG and SVG
+    write_run_report([out], out / "report.html", data=data, title=demo_title(cfg["labeled_fraction"]),
+                     summary=(f"Preset {cfg['preset']}, {len(split.labeled)} labeled and {len(split.unlabeled)} "
                           f"unlabeled training videos, TEST n={len(split.test)}, one training seed "
                           f"({cfg['seed']}), data {data}. Took {results['seconds']:.0f} s. Differences are "
                           "paired over the TEST videos (bootstrap over videos, 10000 resamples)."),
-                 tables=[("Table IV (TEST split)", [_flat(r) for r in rows]),
-                         ("Claims (paired differences, TEST)", stats.format_claims(claims)),
-                         ("Diagnostic ladder (MAE, paired difference to video-only)", _ladder_table(ladder))],
-                 figures=figures)
+                     extra_tables=[("Table IV (TEST split)", [_flat(r) for r in rows]),
+                                   ("Claims (paired differences, TEST)", stats.format_claims(claims)),
+                                   ("Diagnostic ladder (MAE, paired difference to video-only)", _ladder_table(ladder))],
+                     extra_figures=figures)
     console.print(f"wrote {out / 'results.json'} and {out / 'report.html'} in {results['seconds']:.0f} s")
     return results
 
@@ -358,12 +356,6 @@ def reproduce_table4(out, data=None, fractions=(3 / 32, 4 / 32, 6 / 32, 8 / 32, 
     Console().print(table)
     print_claims(claims, [])
     return result
-
-
-def _slug(text: str) -> str:
-    import re
-
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60]
 
 
 def _flat(row: dict) -> dict:
