@@ -180,11 +180,11 @@ def test_export_round_trips_every_tensor(ef_run, tmp_path):
 
 
 def test_an_exported_model_predicts_like_its_checkpoint(ef_run, sim_echonet, tiny_config, tmp_path):
-    from echossl.cli.common import resolve
+    from echossl.cli.common import RunFlags
     from echossl.pipelines.predict import predict
 
     export_checkpoint(ef_run, tmp_path / "exp")
-    cfg = resolve("cpu", tiny_config)
+    cfg = RunFlags(preset="cpu", config_file=tiny_config).config()
     videos = sorted((sim_echonet / "Videos").glob("*.avi"))[:2]
     a = predict(ef_run, videos, tmp_path / "a.csv", cfg=cfg)
     b = predict(tmp_path / "exp", videos, tmp_path / "b.csv", cfg=cfg)

@@ -30,6 +30,8 @@ Strict = Annotated[bool, typer.Option("--strict", help="Stop at the first bad vi
 Accelerator = Annotated[str, typer.Option("--accelerator", help="cpu, gpu or auto (default: CUDA when available).")]
 Devices = Annotated[str, typer.Option("--devices", help="Passed to Lightning: a count, a list, or auto (inference uses the first).")]
 SetValues = Annotated[Optional[list[str]], typer.Option("--set", help="One config value, e.g. --set seg.lr=1e-4 (repeatable).")]
+CheckpointConfig = Annotated[Optional[Path], typer.Option("--config", help="YAML merged over the checkpoint's own config.")]
+DeprecatedPreset = Annotated[Optional[str], typer.Option("--preset", help="Deprecated: settings come from the checkpoint; used only when its config.yaml is missing.")]
 BatchSize = Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Clips (EF) or frames (seg) per forward pass.")]
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
@@ -201,20 +203,6 @@ def run_command(*groups: str) -> Callable[[Callable], Callable]:
     return decorate
 
 
-# --- kept for modules that still build options by hand (deprecated: use RunFlags) ---
-
-def resolve(preset: str, config: Path | None, *, seed=None, labeled_fraction=None) -> dict:
-    return RunFlags(preset=preset, config_file=config, seed=seed, labeled_fraction=labeled_fraction).config()
-
-
-def trainer_options(cfg: dict, section: str, *, max_epochs, max_steps, resume, devices, accelerator, num_nodes,
-                    strategy, precision, compile_=False, threads=None):
-    flags = RunFlags(max_epochs=max_epochs, max_steps=max_steps, resume=resume, devices=str(devices),
-                     accelerator=accelerator, num_nodes=num_nodes, strategy=strategy, precision=precision,
-                     compile_=compile_, threads=threads)
-    return flags.trainer(cfg, section)
-
-
 def require_dir(path: Path, what: str = "data folder") -> Path:
     if not path.exists():
         raise EchosslError(f"{what} {path} does not exist")
@@ -238,4 +226,5 @@ def print_metrics(run: Path) -> None:
 
 
 __all__ = ["RunFlags", "run_command", "check_trainer_flags", "require_dir", "print_metrics", "Data", "Out",
-           "Preset", "ConfigFile", "Strict", "Accelerator", "Devices", "BatchSize", "SetValues"]
+           "Preset", "ConfigFile", "Strict", "Accelerator", "Devices", "BatchSize", "SetValues",
+           "CheckpointConfig", "DeprecatedPreset"]

@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from echossl.cli.common import (
-    Accelerator, BatchSize, Data, Devices, Out, RunFlags, SetValues, print_metrics, require_dir, run_command,
+    Accelerator, BatchSize, CheckpointConfig, Data, DeprecatedPreset, Devices, Out, RunFlags, SetValues, print_metrics,
+    require_dir, run_command,
 )
 
 train_app = typer.Typer(no_args_is_help=True, help="Train a model (seg, ef, distill, ...).")
@@ -66,10 +67,10 @@ def evaluate_cmd(checkpoint: Annotated[Path, typer.Option("--checkpoint", help="
                  data: Data,
                  out: Annotated[Path, typer.Option("--out", help="metrics.json to write (predictions.csv goes beside it).")],
                  split: Annotated[str, typer.Option("--split", help="TRAIN, VAL or TEST.")] = "TEST",
-                 config: Annotated[Optional[Path], typer.Option("--config", help="YAML merged over the checkpoint's own config.")] = None,
+                 config: CheckpointConfig = None,
                  set_: SetValues = None, accelerator: Accelerator = "auto", devices: Devices = "auto",
                  batch_size: BatchSize = None,
-                 preset: Annotated[Optional[str], typer.Option("--preset", help="Deprecated: settings come from the checkpoint; used only when its config.yaml is missing.")] = None):
+                 preset: DeprecatedPreset = None):
     """Evaluate a checkpoint on a split (EchoNet layout) or on a CAMUS folder; writes metrics.json and predictions.csv.
 
     Frame size, clip length, period, test clips and normalisation are the checkpoint's own.
@@ -92,10 +93,10 @@ def predict_cmd(inputs: Annotated[list[Path], typer.Argument(help="AVI, MP4 or D
                 overlay: Annotated[Optional[Path], typer.Option("--overlay", help="Folder for mask-outline videos (seg).")] = None,
                 masks_out: Annotated[Optional[Path], typer.Option("--masks-out", help="Folder for per-frame LV masks (seg).")] = None,
                 masks_format: Annotated[str, typer.Option("--masks-format", help="nifti (.nii.gz) or npy.")] = "nifti",
-                config: Annotated[Optional[Path], typer.Option("--config", help="YAML merged over the checkpoint's own config.")] = None,
+                config: CheckpointConfig = None,
                 set_: SetValues = None, accelerator: Accelerator = "auto", devices: Devices = "auto",
                 batch_size: BatchSize = None,
-                preset: Annotated[Optional[str], typer.Option("--preset", help="Deprecated: settings come from the checkpoint; used only when its config.yaml is missing.")] = None):
+                preset: DeprecatedPreset = None):
     """Predict EF (EF models), or masks, ED/ES frames, EF_Seg, heart rate and EDV/ESV (seg and video-seg models).
 
     Frame size, clip length, period, test clips and normalisation are the checkpoint's own.

@@ -119,13 +119,7 @@ def dice(pred, target, eps: float = 1e-8):
         inter = (p & t).sum(dim=(-2, -1)).float()
         total = (p.sum(dim=(-2, -1)) + t.sum(dim=(-2, -1))).float()
         return torch.where(total > 0, 2.0 * inter / (total + eps), torch.ones_like(total))
-    p = _binary_numpy(np.asarray(pred))
-    t = _binary_numpy(np.asarray(target))
-    if p.ndim < 2 or t.ndim < 2:
-        raise ValueError(f"dice needs (..., H, W) masks, got shapes {p.shape} and {t.shape}")
-    p, t = np.broadcast_arrays(p, t)
-    inter = np.sum(p & t, axis=(-2, -1), dtype=np.float64)
-    total = np.sum(p, axis=(-2, -1), dtype=np.float64) + np.sum(t, axis=(-2, -1), dtype=np.float64)
+    inter, total = dice_parts(pred, target)
     out = np.where(total > 0, 2.0 * inter / (total + eps), 1.0)
     return float(out) if out.ndim == 0 else out
 

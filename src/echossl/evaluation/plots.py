@@ -25,6 +25,17 @@ def _figure(width: float = 5.0, height: float = 4.0):
     return fig, fig.add_subplot(1, 1, 1)
 
 
+def _finish_lines(fig, ax, xlabel: str, ylabel: str, title: str, fmt: str, *, legend: bool) -> bytes:
+    """Labels, title, grid and legend of a line plot, then its encoded bytes."""
+    if legend:
+        ax.legend(loc="best", fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    return _png(fig, fmt)
+
+
 def _png(fig, fmt: str = "png") -> bytes:
     """The figure's bytes in ``fmt`` ("png" or "svg"); SVG text is UTF-8 encoded."""
     if fmt not in ("png", "svg"):
@@ -235,13 +246,7 @@ def loss_curves(curves: dict, title: str = "", *, xlabel: str = "step", ylabel: 
         lo, hi = min(lo, float(y[keep].min())), max(hi, float(y[keep].max()))
     if positive and np.isfinite(lo) and lo > 0 and hi / lo > 20:
         ax.set_yscale("log")
-    if curves:
-        ax.legend(loc="best", fontsize=8)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    return _png(fig, fmt)
+    return _finish_lines(fig, ax, xlabel, ylabel, title, fmt, legend=bool(curves))
 
 
 def tsne_plot(features, labels, title: str = "", seed: int = 0) -> bytes:
@@ -297,10 +302,4 @@ def line_plot(x, series: dict, title: str = "", xlabel: str = "", ylabel: str = 
         if sd is not None:
             sd = _vector(sd)
             ax.fill_between(x, mean - sd, mean + sd, color=line.get_color(), alpha=0.2, lw=0)
-    if series:
-        ax.legend(loc="best", fontsize=8)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    return _png(fig, fmt)
+    return _finish_lines(fig, ax, xlabel, ylabel, title, fmt, legend=bool(series))
