@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(VENV)/bin/echossl demo --out outputs/demo
 
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow

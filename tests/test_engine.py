@@ -83,7 +83,7 @@ def test_two_process_ddp_matches_one_process(command, task, sim_echonet, tiny_co
     ddp = _train(command, sim_echonet, tiny_config, tmp_path / "ddp", "--devices", "2", "--strategy", "ddp")
     assert set(ddp) == set(single)
     assert not _non_finite_numbers(ddp) and ddp["n"] == single["n"] > 0
-    from echossl.checkpoints import load_checkpoint
+    from echossl.engine import load_checkpoint
 
     ckpt = load_checkpoint(tmp_path / "ddp" / "checkpoints" / "last.ckpt", expect_task=task)
     assert ckpt["hyper_parameters"]["task"] == task
@@ -99,7 +99,7 @@ def test_compile_flag_trains_and_saves_a_plain_checkpoint(sim_echonet, tiny_conf
     """``--compile`` wraps the module in torch.compile; the checkpoint's keys stay those of the plain module."""
     metrics = _train(["train", "ef"], sim_echonet, tiny_config, tmp_path / "compiled", "--compile", "--threads", "1")
     assert metrics["n"] > 0 and not _non_finite_numbers(metrics)
-    from echossl.checkpoints import load_checkpoint
+    from echossl.engine import load_checkpoint
 
     keys = load_checkpoint(tmp_path / "compiled" / "checkpoints" / "last.ckpt")["state_dict"]
     assert keys and not any("_orig_mod" in k for k in keys)

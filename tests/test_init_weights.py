@@ -14,7 +14,7 @@ import torch
 import torchvision
 import yaml
 
-from echossl.checkpoints import load_init_weights
+from echossl.engine import load_init_weights
 from echossl.errors import CheckpointError
 from echossl.models.video import build_video_regressor
 
@@ -183,7 +183,7 @@ def test_echossl_checkpoints_run_folders_and_exports(tmp_path):
 @pytest.mark.slow
 def test_train_ef_paper_init_ends_up_in_the_run(tmp_path, sim_echonet, k400_file, monkeypatch, capsys):
     """`train ef --preset paper --init r2p1d.pt --max-steps 1` (small clips, lr 0 so one step changes no weight)."""
-    from echossl.checkpoints import load_checkpoint
+    from echossl.engine import load_checkpoint
     from echossl.cli import main
 
     path, state = k400_file

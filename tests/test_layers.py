@@ -16,7 +16,7 @@ FORBIDDEN = {
     "simulate": {"methods", "models", "pipelines", "cli"},
     "evaluation": {"pipelines", "methods", "cli"},
     "methods": {"pipelines", "cli"},
-    "engine": {"pipelines", "cli"},
+    "engine": {"pipelines", "methods", "cli"},
 }
 
 

@@ -19,22 +19,7 @@ from torch import nn
 
 from echossl.errors import CheckpointError
 
-__all__ = ["load_model", "load_module", "prepare_frames", "predict_ef", "MODULES"]
-
-# checkpoint task -> (module path, LightningModule class)
-MODULES = {
-    "seg": ("echossl.methods.css", "SegmentationModule"),
-    "ef": ("echossl.methods.ef", "EFRegression"),
-    "distill": ("echossl.methods.distill", "TeacherStudent"),
-    "video-seg": ("echossl.methods.unilvseg", "VideoSegModule"),
-    "temporal-masking": ("echossl.methods.unilvseg", "TemporalMaskingModule"),
-    "discover": ("echossl.methods.discover", "DiscoverModule"),
-    "jigsaw": ("echossl.methods.mrjet", "JigsawModule"),
-    "mrjet": ("echossl.methods.mrjet", "MRJetModule"),
-    "video-speech": ("echossl.methods.video_speech", "VideoSpeechPretraining"),
-    "plane": ("echossl.methods.video_speech", "PlaneModule"),
-    "saliency": ("echossl.methods.video_speech", "SaliencyModule"),
-}
+__all__ = ["load_model", "load_module", "prepare_frames", "predict_ef"]
 
 
 def load_module(checkpoint):
@@ -45,20 +30,15 @@ def load_module(checkpoint):
     Raises:
         CheckpointError: unreadable, unsafe, of an unknown task, or not matching the network.
     """
-    import importlib
-
-    from echossl.checkpoints import load_checkpoint
+    from echossl.engine import get_task, load_checkpoint
 
     ckpt = load_checkpoint(checkpoint)
     hp = dict(ckpt["hyper_parameters"])
-    task = hp["task"]
-    if task not in MODULES:
-        raise CheckpointError(f"checkpoint {ckpt.get('path', checkpoint)} is for task {task!r}, which load_model "
-                              f"does not know (known: {', '.join(MODULES)})")
-    if task == "distill":
+    task = get_task(hp["task"], ckpt.get("path", checkpoint))
+    if task.name == "distill":
         hp["teacher_checkpoint"] = None
-    path, name = MODULES[task]
-    cls = getattr(importlib.import_module(path), name)
+    cls = task.module_class()
+    name = cls.__name__
     try:
         module = cls(**hp)
         module.load_state_dict(ckpt["state_dict"])

@@ -133,7 +133,7 @@ def test_the_cli_warns_that_preset_is_deprecated(ef_run, videos, tmp_path):
 
 def test_select_device():
     from echossl.errors import EchosslError
-    from echossl.evaluation.settings import _first_index, select_device
+    from echossl.engine.devices import _first_index, select_device
 
     assert select_device("cpu", "4").type == "cpu"
     if not torch.cuda.is_available():

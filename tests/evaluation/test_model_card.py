@@ -36,7 +36,7 @@ def ef_run(tmp_path_factory):
 
 
 def test_export_writes_a_card_with_settings_metrics_and_simulated_limit(ef_run, sim_echonet, tmp_path):
-    from echossl.checkpoints import EXPORT_WEIGHTS, export_checkpoint
+    from echossl.engine import EXPORT_WEIGHTS, export_checkpoint
 
     out = tmp_path / "export"
     export_checkpoint(ef_run, out, training_data=sim_echonet)
@@ -59,7 +59,7 @@ def test_export_writes_a_card_with_settings_metrics_and_simulated_limit(ef_run, 
 
 
 def test_card_without_data_and_with_real_marker(ef_run, tmp_path):
-    from echossl.checkpoints import export_checkpoint
+    from echossl.engine import export_checkpoint
 
     export_checkpoint(ef_run, tmp_path / "a")
     card = (tmp_path / "a" / "README.md").read_text()
@@ -78,7 +78,7 @@ def test_card_without_data_and_with_real_marker(ef_run, tmp_path):
 
 
 def test_an_export_predicts_with_the_runs_settings(ef_run, sim_echonet, tmp_path):
-    from echossl.checkpoints import export_checkpoint
+    from echossl.engine import export_checkpoint
     from echossl.pipelines.predict import predict
 
     export_checkpoint(ef_run, tmp_path / "exp")

@@ -295,7 +295,7 @@ def test_collapse_statistics_by_hand():
 
 
 def test_vit_flops_include_attention():
-    from echossl.pipelines.discover import count_flops
+    from echossl.engine.cost import count_flops
 
     n_tok, d, heads = 1 + 2 * 4 * 4, 32, 2
     vit = VideoViT(patch=8, tubelet=2, dim=d, depth=1, heads=heads, mlp_ratio=4.0).eval()

@@ -186,7 +186,7 @@ def test_torchvision_superimage_encoder_handles_odd_sizes():
 
 
 def test_pretrained_body_transfers_to_the_segmentation_net():
-    from echossl.checkpoints import load_module_weights
+    from echossl.engine import load_module_weights
 
     net = {"channels": [4, 8], "strides": [2], "features": 4}
     pre = TemporalMaskingModule(net=net, frames=4)

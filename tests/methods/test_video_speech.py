@@ -98,7 +98,7 @@ def test_vad_filter_applies_to_negatives_as_well():
                 rng.normal(0, 0.1, int(seconds * SR)).astype(np.float32), np.zeros(160, np.int64),
                 np.zeros((160, 2), np.float32), fps, voiced=voiced)
     ds = VideoSpeechIntervals([scan], interval_seconds=2.0, excerpt_seconds=0.4, groups=4, shift_range=3, size=32,
-                              order_step=2, order_crop=0.5, min_voiced=0.5, seed=0)
+                              order_step=2, order_crop=0.5, min_voiced=0.5, seed=0, voiced_sampling=False)
     items = [ds[i] for i in range(len(ds))]
     pos = torch.cat([it["pos_voiced"] for it in items])
     neg = torch.cat([it["neg_voiced"] for it in items])
@@ -234,8 +234,76 @@ def test_evaluate_pretext_reports_the_speech_only_control(tmp_path):
     ckpt = tmp_path / "m.ckpt"
     torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
                 "pytorch-lightning_version": "2"}, ckpt)
-    m = evaluate_pretext(ckpt, [scan], cfg, tmp_path / "metrics.json")
+    blind = {**cfg, "video_speech": {**vs, "data": {**vs["data"], "voiced_sampling": False}}}
+    m = evaluate_pretext(ckpt, [scan], blind, tmp_path / "metrics.json")
     assert m["voicing_control_accuracy_high"] == pytest.approx(0.5)
     assert m["voiced_negative_fraction_high"] == pytest.approx(1.0)
     assert m["voicing_control_accuracy_positive_filter"] > 0.5
     assert m["voiced_negative_fraction_positive_filter"] < 1.0
+    # drawn among voiced excerpts (the default, for the full variant): the control is at chance
+    # on every pair with a voiced positive, and more pairs are high-affinity
+    v = evaluate_pretext(ckpt, [scan], cfg, tmp_path / "metrics2.json")
+    assert v["voiced_negative_fraction_positive_filter"] == pytest.approx(1.0)
+    assert v["voicing_control_accuracy_positive_filter"] == pytest.approx(0.5)
+    assert v["high_affinity_fraction"] > m["high_affinity_fraction"]
+
+
+def _striped_scan(seed: int = 5):
+    """A 24-s scan whose VAD marks intervals 0, 3, 6, 9 (2 s each) voiced and the rest silent."""
+    rng = np.random.default_rng(seed)
+    fps, seconds = 10.0, 24.0
+    voiced = np.zeros(int(seconds * 100), bool)
+    for k in (0, 3, 6, 9):
+        voiced[k * 200:(k + 1) * 200] = True
+    n = int(fps * seconds)
+    return Scan("a", rng.integers(0, 255, (n, 32, 32), dtype=np.uint8),
+                rng.normal(0, 0.1, int(seconds * SR)).astype(np.float32), np.zeros(n, np.int64),
+                np.zeros((n, 2), np.float32), fps, voiced=voiced)
+
+
+def test_t_prime_is_drawn_among_voiced_intervals():
+    """With voiced sampling, T' = T + delta (0 < |delta| < D) is an interval that holds voiced speech
+    and both excerpts are voiced wherever one can be; blind draws + mask keep far fewer pairs."""
+    scan = _striped_scan()
+    # min_voiced 0.6: an excerpt straddling a voiced/silent boundary is not voiced (no spill-over)
+    kw = dict(interval_seconds=2.0, excerpt_seconds=0.4, groups=4, shift_range=4, size=32, order_step=2,
+              order_crop=0.5, min_voiced=0.6, seed=0)
+    ds = VideoSpeechIntervals([scan], **kw)
+    blind = VideoSpeechIntervals([scan], **kw, voiced_sampling=False)
+    voiced_intervals = {0, 3, 6, 9}
+    high_new, high_old = [], []
+    for i in range(len(ds)):
+        it = ds[i]
+        t, delta = ds.index[i][1], int(it["delta"])
+        assert 0 < abs(delta) < 4 and 0 <= t + delta < 12
+        reachable = {t + d for d in range(-3, 4) if d and 0 <= t + d < 12} & voiced_intervals
+        if reachable:
+            assert t + delta in reachable, f"interval {t}: T' = {t + delta} holds no speech"
+            assert it["neg_voiced"].all()
+        if t in voiced_intervals:
+            assert it["pos_voiced"].all() and it["high_affinity"].all()
+        else:
+            assert not it["pos_voiced"].any() and not it["high_affinity"].any()
+        assert torch.equal(it["high_affinity"], it["pos_voiced"] & it["neg_voiced"])
+        high_new.append(it["high_affinity"])
+        high_old.append(blind[i]["high_affinity"])
+    new, old = torch.cat(high_new).float().mean(), torch.cat(high_old).float().mean()
+    assert new == pytest.approx(4 / 12)  # every pair of a voiced interval
+    assert old < new
+    # the speech-only control cannot beat chance on the pairs used
+    pos = torch.cat([ds[i]["pos_voiced"] for i in range(len(ds))])
+    neg = torch.cat([ds[i]["neg_voiced"] for i in range(len(ds))])
+    assert torch.allclose(voicing_control(pos, neg)[pos], torch.full((int(pos.sum()),), 0.5))
+
+
+def test_voiced_sampling_is_deterministic_with_a_seed_and_only_for_full():
+    from echossl.config import load_config
+    from echossl.pipelines.video_speech import _intervals
+
+    scan = _striped_scan()
+    vs = load_config("cpu")["video_speech"]
+    full = _intervals([scan], vs, seed=3, variant="full")
+    base = _intervals([scan], vs, seed=3, variant="baseline")
+    assert full.voiced_sampling and not base.voiced_sampling
+    assert torch.equal(full[5]["speech_neg"], full[5]["speech_neg"])
+    assert int(full[5]["delta"]) == int(full[5]["delta"])

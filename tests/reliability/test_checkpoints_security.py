@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from echossl.checkpoints import export_checkpoint, load_checkpoint, load_module_weights
+from echossl.engine import export_checkpoint, load_checkpoint, load_module_weights
 from echossl.errors import CheckpointError
 
 

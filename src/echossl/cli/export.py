@@ -18,7 +18,7 @@ def export_cmd(checkpoint: Annotated[Path, typer.Argument(metavar="CHECKPOINT", 
     """
     from rich.console import Console
 
-    from echossl.checkpoints import export_checkpoint
+    from echossl.engine import export_checkpoint
 
     if data is not None and not data.is_dir():
         from echossl.errors import EchosslError

@@ -78,19 +78,20 @@ def reproduce_mrjet_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    from echossl.pipelines.mrjet import TABLE_METRICS, reproduce_mrjet
+    from echossl.pipelines.mrjet import TABLE_METRICS, print_claims, reproduce_mrjet
 
     if data is not None:
         require_dir(data)
     cfg = flags.config()
     result = reproduce_mrjet(out, cfg, _options(flags, cfg, "train"), data=data, videos=videos, strict=flags.strict)
-    table = Table(title=f"MR jet, TEST split ({result['data']})")
-    for col in ("labels", "init", *TABLE_METRICS):
+    table = Table(title=f"MR jet, TEST split ({result['data']}, {result['n_test']} videos; metrics averaged over seeds)")
+    for col in ("labels", "init", "seeds", *TABLE_METRICS):
         table.add_column(col)
-    for r in result["rows"]:
-        table.add_row(f"{100 * r['labeled_fraction']:.0f}% ({r.get('labeled_videos')})", r["init"],
+    for r in result["summary"]:
+        table.add_row(f"{100 * r['labeled_fraction']:.0f}% ({r.get('labeled_videos')})", r["init"], str(r["seeds"]),
                       *("-" if r.get(k) is None else f"{r[k]:.3f}" for k in TABLE_METRICS))
     Console().print(table)
+    print_claims(result)
     Console().print(f"wrote {Path(out) / 'results.json'} and {Path(out) / 'results.md'} in {result['seconds']} s")
 
 

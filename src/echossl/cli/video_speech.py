@@ -112,7 +112,7 @@ def reproduce_cmd(out: Out,
                            progress=True)
     require_dir(data)
     result = pipe.reproduce(data, out, cfg, lambda section: pipe.stage_options(base, vs, section, max_epochs, max_steps))
-    table = Table(title=f"video-speech comparison on {data} (TEST)")
+    table = Table(title=f"video-speech comparison on {data} ({result['folds']}-fold CV, {result['n_test']} TEST scans)")
     for col in ("method", "Prec.[%]", "Rec.[%]", "F1[%]", "KL↓", "NSS↑", "AUC↑", "CC↑", "SIM↑"):
         table.add_column(col)
     for r in result["rows"]:
@@ -120,9 +120,8 @@ def reproduce_cmd(out: Out,
                       f"{r['kl']:.2f}", f"{r['nss']:.2f}", f"{r['auc']:.3f}", f"{r['cc']:.3f}", f"{r['sim']:.3f}")
     console = Console()
     console.print(table)
-    t = result["target"]
-    console.print(f"full beats video-only: F1 {'yes' if t['full_beats_video_only_f1'] else 'NO'}, "
-                  f"NSS {'yes' if t['full_beats_video_only_nss'] else 'NO'}; wrote {out / 'results.json'}")
+    pipe.print_claims(result)
+    console.print(f"wrote {out / 'results.json'} and {out / 'results.md'} in {result['seconds']} s")
 
 
 def register(*, simulate, pretrain, train, reproduce, **_) -> None:

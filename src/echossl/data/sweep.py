@@ -401,8 +401,18 @@ class VideoSpeechIntervals(Dataset):
     for L_cls / L_cont (``high_affinity``) only when both excerpts are high-affinity. The
     paper filters "fragments"; filtering only the positive makes voicing alone a label
     (a voiced excerpt is more often the positive), which the model can learn from speech
-    without the video. We chose masking over redrawing T' among voiced intervals because it
-    keeps the hard-negative shift distribution of Sec. 2.1 unchanged.
+    without the video.
+
+    ``voiced_sampling`` (default): the learning is "self-paced by voice activity", so the
+    speech excerpts are *drawn* among voiced excerpts instead of being drawn blindly and
+    then masked. The positive s_j is drawn among the excerpt centres of T that the VAD
+    marks voiced (``>= min_voiced``), and T' = T + delta among the intervals with
+    ``0 < |delta| <= min(D - 1, n - 1)`` that hold a voiced centre (delta uniform over
+    those, one per interval), its excerpts among T''s voiced centres. Where T (or every
+    admissible T') holds no voiced excerpt, the blind draw of :func:`sample_pairs` is
+    used and the mask marks the pair low-affinity. So nearly every voiced interval gives
+    pairs with voiced negatives (high affinity on both sides), instead of ~16 % of pairs
+    surviving the mask. ``voiced_sampling=False`` restores blind draws + mask.
 
     With ``seed`` set, items are a pure function of (seed, index) (validation);
     without, every call draws anew from numpy's global-seeded generator.
@@ -410,7 +420,8 @@ class VideoSpeechIntervals(Dataset):
 
     def __init__(self, scans: list[Scan], *, interval_seconds: float, excerpt_seconds: float, groups: int,
                  shift_range: int, size: int, order_step: int, order_crop: float, min_voiced: float,
-                 vad_hop_seconds: float = 0.01, sample_rate: int = SAMPLE_RATE, seed: int | None = None):
+                 vad_hop_seconds: float = 0.01, sample_rate: int = SAMPLE_RATE, seed: int | None = None,
+                 voiced_sampling: bool = True):
         from echossl.data.signal import order_label
 
         self._order_label = order_label
@@ -420,6 +431,8 @@ class VideoSpeechIntervals(Dataset):
         self.groups, self.shift_range, self.size = groups, shift_range, size
         self.order_step, self.order_crop, self.min_voiced = order_step, order_crop, min_voiced
         self.vad_hop, self.sr, self.seed = vad_hop_seconds, sample_rate, seed
+        self.voiced_sampling = bool(voiced_sampling)
+        self._good = [self._voiced_centres(self._voiced(scan)) for scan in scans]
         self.index = []
         for s, scan in enumerate(scans):
             n = int(len(scan.frames) / scan.fps // interval_seconds)
@@ -437,27 +450,75 @@ class VideoSpeechIntervals(Dataset):
         piece = audio[start:start + self.excerpt]
         return np.pad(piece, (0, self.excerpt - len(piece)))
 
+    def _voiced(self, scan: Scan) -> np.ndarray:
+        if scan.voiced is not None:
+            return np.asarray(scan.voiced, dtype=bool)
+        return np.ones(1 + int(len(scan.audio) / self.sr / self.vad_hop), bool)
+
     def _voiced_fraction(self, voiced: np.ndarray, t0: float, t1: float) -> float:
-        a, b = int(t0 / self.vad_hop), max(int(t0 / self.vad_hop) + 1, int(t1 / self.vad_hop))
+        a = max(0, int(t0 / self.vad_hop))
+        b = max(a + 1, int(t1 / self.vad_hop))
         part = voiced[a:b]
         return float(part.mean()) if part.size else 0.0
+
+    def _voiced_centres(self, voiced: np.ndarray) -> np.ndarray:
+        """``(M,)`` bool: the excerpt centred at VAD frame ``c`` (time ``c * hop``) is >= ``min_voiced`` speech."""
+        m = len(voiced)
+        half = int(round(self.excerpt / self.sr / 2 / self.vad_hop))
+        c = np.arange(m)
+        a, b = np.clip(c - half, 0, m), np.clip(c + half, 0, m)
+        b = np.maximum(b, np.minimum(a + 1, m))
+        cs = np.concatenate([[0], np.cumsum(voiced, dtype=np.int64)])
+        frac = (cs[b] - cs[a]) / np.maximum(b - a, 1)
+        return frac >= self.min_voiced
+
+    def _is_voiced(self, good: np.ndarray, centres: np.ndarray) -> np.ndarray:
+        idx = np.clip(np.round(np.asarray(centres) / self.vad_hop).astype(int), 0, len(good) - 1)
+        return good[idx]
+
+    def _centres_in(self, good: np.ndarray, interval: int) -> np.ndarray:
+        """Voiced excerpt centres (VAD frame indices) inside interval ``interval``."""
+        lo = int(round(interval * self.interval_seconds / self.vad_hop))
+        hi = min(len(good), int(round((interval + 1) * self.interval_seconds / self.vad_hop)))
+        return lo + np.flatnonzero(good[lo:hi]) if hi > lo else np.zeros(0, int)
+
+    def draw_speech(self, rng: np.random.Generator, s: int, t: int, n: int) -> dict:
+        """Positive and negative speech centres (seconds) for interval ``t`` of scan ``s``; see the class doc.
+
+        Returns :func:`sample_pairs`' dict plus ``pos_centres``, ``neg_centres`` ``(K,)`` in seconds."""
+        pairs = sample_pairs(rng, n, t, self.groups, self.shift_range)
+        T, K = self.interval_seconds, self.groups
+        pos_c = (t + pairs["speech_pos"]) * T
+        neg_c = (pairs["neg_interval"] + pairs["speech_neg"]) * T
+        if self.voiced_sampling:
+            good = self._good[s]
+            here = self._centres_in(good, t)
+            if here.size:
+                pos_c = rng.choice(here, K) * self.vad_hop
+            reach = max(1, min(self.shift_range - 1, n - 1))
+            options = [(d, c) for d in range(-reach, reach + 1)
+                       if d != 0 and 0 <= t + d < n and (c := self._centres_in(good, t + d)).size]
+            if options:
+                d, there = options[int(rng.integers(len(options)))]
+                pairs["neg_interval"], pairs["delta"] = t + d, d
+                neg_c = rng.choice(there, K) * self.vad_hop
+        pairs["pos_centres"], pairs["neg_centres"] = np.asarray(pos_c, float), np.asarray(neg_c, float)
+        return pairs
 
     def __getitem__(self, i: int) -> dict:
         s, t, n = self.index[i]
         scan = self.scans[s]
         rng = np.random.default_rng([self.seed, i]) if self.seed is not None else np.random.default_rng(
             np.random.randint(0, 2**31))
-        pairs = sample_pairs(rng, n, t, self.groups, self.shift_range)
+        pairs = self.draw_speech(rng, s, t, n)
         T = self.interval_seconds
         n_frames = len(scan.frames)
         v_times = (t + pairs["video_pos"]) * T
         v_idx = np.minimum((v_times * scan.fps).astype(int), n_frames - 1)
-        pos_c = (t + pairs["speech_pos"]) * T
-        neg_c = (pairs["neg_interval"] + pairs["speech_neg"]) * T
-        half = self.excerpt / self.sr / 2
-        voiced = scan.voiced if scan.voiced is not None else np.ones(1 + int(len(scan.audio) / self.sr / self.vad_hop), bool)
-        pos_voiced = np.array([self._voiced_fraction(voiced, c - half, c + half) >= self.min_voiced for c in pos_c])
-        neg_voiced = np.array([self._voiced_fraction(voiced, c - half, c + half) >= self.min_voiced for c in neg_c])
+        pos_c, neg_c = pairs["pos_centres"], pairs["neg_centres"]
+        voiced = self._voiced(scan)
+        pos_voiced = self._is_voiced(self._good[s], pos_c)
+        neg_voiced = self._is_voiced(self._good[s], neg_c)
         # A pair is high-affinity only when BOTH excerpts are mostly speech. Filtering on the
         # positive alone left ~37 % of negatives unvoiced, so "is this speech voiced?" alone
         # separated positives from negatives without looking at the video (a shortcut).

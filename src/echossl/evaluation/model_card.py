@@ -26,16 +26,9 @@ from pathlib import Path
 
 import yaml
 
-CARD = "README.md"
+from echossl.engine.tasks import TASKS
 
-TASKS = {
-    "seg": "Left-ventricle segmentation of every echocardiogram frame (2D network; EF, ED/ES frames, "
-           "heart rate and volumes follow from the masks by the method of disks).",
-    "ef": "Ejection-fraction regression from an echocardiogram video clip (the mean over test clips).",
-    "distill": "Ejection-fraction regression from video: a video-only student distilled from a "
-               "video+segmentation teacher.",
-    "video-seg": "Left-ventricle segmentation of every frame by a video network over sliding clips.",
-}
+CARD = "README.md"
 
 
 def _data_summary(data: Path | None) -> tuple[list[str], bool | None]:
@@ -114,7 +107,7 @@ def model_card(ckpt: dict, cfg: dict, settings: dict, metrics: dict | None, *, d
     """The card's Markdown text.
 
     Args:
-        ckpt: the loaded checkpoint (:func:`echossl.checkpoints.load_checkpoint`).
+        ckpt: the loaded checkpoint (:func:`echossl.engine.load_checkpoint`).
         cfg: its resolved config (:func:`echossl.evaluation.settings.checkpoint_config`).
         settings: :func:`echossl.evaluation.settings.inference_settings` of it.
         metrics: the run's ``metrics.json`` (or None).
@@ -140,7 +133,7 @@ def model_card(ckpt: dict, cfg: dict, settings: dict, metrics: dict | None, *, d
         "",
         "## Task",
         "",
-        TASKS.get(task, f"Checkpoint task `{task}`."),
+        TASKS[task].description if task in TASKS else f"Checkpoint task `{task}`.",
         "",
         f"- Network: `{hp.get('model')}`" + (f", {hp.get('in_channels')} input channels" if hp.get("in_channels") else ""),
         f"- Preset: `{cfg.get('preset', 'unknown')}` (the resolved settings are in `config.yaml`)",

@@ -123,7 +123,7 @@ def register_backbone(task: str, loader) -> None:
 
 def load_backbone(checkpoint) -> VideoBackbone:
     """The :class:`VideoBackbone` of a checkpoint, dispatched on its task."""
-    from echossl.checkpoints import load_checkpoint
+    from echossl.engine import load_checkpoint
 
     ckpt = load_checkpoint(checkpoint)
     task = ckpt["hyper_parameters"]["task"]
@@ -216,7 +216,7 @@ def _video_decision(clip_prob: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarr
     return (p > 0.5).any(1).astype(np.int64), p.max(1)
 
 
-def knn_anomaly(train: tuple, val: tuple, test: tuple, ks=(1, 3, 5, 10, 20, 50)) -> dict:
+def knn_anomaly(train: tuple, val: tuple, test: tuple, ks=(1, 3, 5, 10, 20, 50), *, items: bool = False) -> dict:
     """Weighted kNN anomaly detection on frozen features.
 
     Args:
@@ -226,7 +226,9 @@ def knn_anomaly(train: tuple, val: tuple, test: tuple, ks=(1, 3, 5, 10, 20, 50))
 
     Returns:
         TEST ``accuracy, balanced_accuracy, precision, recall, f1, auc`` plus
-        ``k`` and ``val_balanced_accuracy``.
+        ``k`` and ``val_balanced_accuracy``; with ``items`` also ``items``: per TEST
+        video ``pred`` (0/1), ``label`` (0/1) and ``score`` (max clip P(abnormal)),
+        for paired statistics over videos.
     """
     from sklearn.neighbors import KNeighborsClassifier
 
@@ -244,7 +246,10 @@ def knn_anomaly(train: tuple, val: tuple, test: tuple, ks=(1, 3, 5, 10, 20, 50))
     k, val_bacc, knn = best
     prob = knn.predict_proba(test[0].reshape(-1, test[0].shape[-1]))[:, 1]
     pred, score = _video_decision(prob, test[0].shape[1])
-    return {**binary_metrics(abnormal(test[1]), pred, score), "k": int(k), "val_balanced_accuracy": float(val_bacc)}
+    out = {**binary_metrics(abnormal(test[1]), pred, score), "k": int(k), "val_balanced_accuracy": float(val_bacc)}
+    if items:
+        out["items"] = {"pred": pred.tolist(), "label": abnormal(test[1]).tolist(), "score": score.tolist()}
+    return out
 
 
 # --------------------------------------------------------------------------- #
@@ -253,7 +258,7 @@ def knn_anomaly(train: tuple, val: tuple, test: tuple, ks=(1, 3, 5, 10, 20, 50))
 
 
 def linear_probes(fit: tuple, test: tuple, select: tuple | None = None, *, epochs: int = 30, seed: int = 0,
-                  alphas=(1e-4, 1e-3, 1e-2, 1e-1, 1.0), bootstrap: int = 1000) -> dict:
+                  alphas=(1e-4, 1e-3, 1e-2, 1e-1, 1.0), bootstrap: int = 1000, items: bool = False) -> dict:
     """Linear anomaly classifier and linear EF regressor on frozen clip features.
 
     Both are scikit-learn SGD models run for exactly ``epochs`` passes over the
@@ -267,7 +272,9 @@ def linear_probes(fit: tuple, test: tuple, select: tuple | None = None, *, epoch
 
     Returns:
         ``probe_{accuracy, balanced_accuracy, precision, recall, f1, auc}``,
-        ``probe_{mae, rmse, r2}`` (with ``_ci95``) and the chosen ``probe_alpha_cls/_reg``.
+        ``probe_{mae, rmse, r2}`` (with ``_ci95``) and the chosen ``probe_alpha_cls/_reg``;
+        with ``items`` also ``items``: per test video ``ef_pred``, ``ef`` and (when the
+        classifier was fitted) ``pred`` and ``label``.
     """
     from sklearn.compose import TransformedTargetRegressor
     from sklearn.exceptions import ConvergenceWarning
@@ -296,6 +303,7 @@ def linear_probes(fit: tuple, test: tuple, select: tuple | None = None, *, epoch
         return model.predict(data[0].reshape(-1, data[0].shape[-1])).reshape(-1, data[0].shape[1]).mean(1)
 
     out = {}
+    cls_items: dict = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # a fixed epoch budget, as in the paper
         if len(np.unique(y_fit)) == 2:
@@ -311,6 +319,7 @@ def linear_probes(fit: tuple, test: tuple, select: tuple | None = None, *, epoch
                     best = (score, alpha, model)
             pred, score = classify(best[2], test)
             out.update({f"probe_{n}": v for n, v in binary_metrics(abnormal(test[1]), pred, score).items()})
+            cls_items = {"pred": pred.tolist(), "label": abnormal(test[1]).tolist()}
             out["probe_alpha_cls"] = float(best[1])
         best = None
         for alpha in candidates:
@@ -322,6 +331,8 @@ def linear_probes(fit: tuple, test: tuple, select: tuple | None = None, *, epoch
     reg_metrics = regression_metrics(np.asarray(test[1], dtype=np.float64), ef_pred, bootstrap=bootstrap, seed=seed)
     out.update({f"probe_{n}": v for n, v in reg_metrics.items()})
     out["probe_alpha_reg"] = float(best[1])
+    if items:
+        out["items"] = {"ef_pred": ef_pred.tolist(), "ef": np.asarray(test[1], dtype=np.float64).tolist(), **cls_items}
     return out
 
 
@@ -334,14 +345,15 @@ class PartialFineTuneEF(L.LightningModule):
     """EF regression training the last ``blocks`` blocks of a copy of the backbone and a linear head.
 
     Batches are EchoNetDynamic dicts: ``video (B, C, T, H, W)`` or ``(B, K, C, T, H, W)`` and ``EF``.
-    The copy means the caller's backbone is never modified.
+    The copy means the caller's backbone is never modified. ``full=True`` trains every
+    weight of the copy (patch embedding and position codes too): :func:`supervised_ef_backbone`.
     """
 
     def __init__(self, backbone: VideoBackbone, blocks: int = 3, lr: float = 1e-4, weight_decay: float = 0.05,
-                 mean_ef: float = 55.0, head_lr: float = 1e-3):
+                 mean_ef: float = 55.0, head_lr: float = 1e-3, full: bool = False):
         super().__init__()
         self.backbone = copy.deepcopy(backbone)
-        self.backbone.requires_grad_(False)
+        self.backbone.requires_grad_(bool(full))  # full: every weight (the supervised oracle)
         for module in self.backbone.tail(blocks):
             module.requires_grad_(True)
         self.head = nn.Linear(self.backbone.embed_dim, 1)
@@ -388,12 +400,28 @@ def partial_finetune_ef(backbone: VideoBackbone, root, *, blocks: int = 3, epoch
     Returns:
         ``finetune_{mae, rmse, r2}`` (with ``_ci95``) and ``finetune_blocks``.
     """
+    test = clip_dataset(backbone, root, test_split, test_clips)
+    module = _fit_ef(backbone, root, blocks=blocks, epochs=epochs, batch_size=batch_size, lr=lr, head_lr=head_lr,
+                     weight_decay=weight_decay, val_clips=val_clips, seed=seed, device=device, run_dir=run_dir)
+    module.eval().to(_device(device))
+    preds = []
+    with torch.inference_mode():
+        for i in progress_bar(range(len(test)), "EF of fine-tuned backbone"):
+            preds.append(float(module(test[i]["video"].unsqueeze(0).to(_device(device)))))
+    metrics = regression_metrics(np.asarray(test.ef, np.float64), np.asarray(preds), bootstrap=bootstrap, seed=seed)
+    return {**{f"finetune_{k}": v for k, v in metrics.items()}, "finetune_blocks": int(blocks)}
+
+
+def _fit_ef(backbone: VideoBackbone, root, *, blocks: int, epochs: int, batch_size: int, lr: float, head_lr: float,
+            weight_decay: float, val_clips: int, seed: int, device, run_dir=None, full: bool = False
+            ) -> PartialFineTuneEF:
+    """A :class:`PartialFineTuneEF` trained for EF on every TRAIN video, the best epoch by VAL MAE."""
     from echossl.engine import fit
 
     train = clip_dataset(backbone, root, "TRAIN", 1, pad=None)
     val = clip_dataset(backbone, root, "VAL", val_clips)
-    test = clip_dataset(backbone, root, test_split, test_clips)
-    module = PartialFineTuneEF(backbone, blocks, lr, weight_decay, float(np.mean(train.ef)), head_lr)
+    torch.manual_seed(seed)
+    module = PartialFineTuneEF(backbone, blocks, lr, weight_decay, float(np.mean(train.ef)), head_lr, full=full)
     accel = "gpu" if _device(device).type == "cuda" else "cpu"
     with tempfile.TemporaryDirectory(prefix="echossl-finetune-") as tmp:
         run = Path(run_dir) if run_dir is not None else Path(tmp)
@@ -404,13 +432,22 @@ def partial_finetune_ef(backbone: VideoBackbone, root, *, blocks: int = 3, epoch
         best = run / "checkpoints" / "best.ckpt"
         if best.exists():
             module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
-    module.eval().to(_device(device))
-    preds = []
-    with torch.inference_mode():
-        for i in progress_bar(range(len(test)), "EF of fine-tuned backbone"):
-            preds.append(float(module(test[i]["video"].unsqueeze(0).to(_device(device)))))
-    metrics = regression_metrics(np.asarray(test.ef, np.float64), np.asarray(preds), bootstrap=bootstrap, seed=seed)
-    return {**{f"finetune_{k}": v for k, v in metrics.items()}, "finetune_blocks": int(blocks)}
+    return module
+
+
+def supervised_ef_backbone(backbone: VideoBackbone, root, *, epochs: int = 8, batch_size: int = 8,
+                           lr: float = 1e-4, head_lr: float = 1e-3, weight_decay: float = 0.05, val_clips: int = 1,
+                           seed: int = 0, device=None) -> VideoBackbone:
+    """The positive control of the EchoNet protocols: a copy of ``backbone`` with *every*
+    weight trained to regress EF on all TRAIN labels (the anomaly label is a function of EF),
+    the epoch with the best VAL MAE kept. The kNN and probe protocols then run on it
+    frozen like any pre-trained row; the caller's backbone is not modified."""
+    module = _fit_ef(backbone, root, blocks=len(backbone.encoder.blocks), epochs=epochs, batch_size=batch_size, lr=lr, head_lr=head_lr,
+                     weight_decay=weight_decay, val_clips=val_clips, seed=seed, device=device, full=True)
+    trained = module.backbone.cpu().eval()
+    trained.requires_grad_(False)
+    trained.name = f"{backbone.name} + EF supervision"
+    return trained
 
 
 # --------------------------------------------------------------------------- #
@@ -472,9 +509,23 @@ class FrozenSegmentation(L.LightningModule):
         return torch.optim.Adam(self.head.parameters(), lr=self.lr)
 
 
+def _camus_windows(backbone: VideoBackbone, item: dict) -> tuple[torch.Tensor, int]:
+    """One CAMUS item's normalised mirrored sequence cut into ``(n_win, 3, length, S, S)`` windows
+    at period 1 (the last window repeats the final frame); also the mirrored length."""
+    mean = torch.tensor(backbone.mean).view(3, 1, 1, 1)
+    std = torch.tensor(backbone.std).view(3, 1, 1, 1)
+    length = backbone.length
+    video = (item["video"] - mean) / std  # (3, T2, S, S)
+    t2 = video.shape[1]
+    n_win = math.ceil(t2 / length)
+    idx = torch.arange(n_win * length).clamp(max=t2 - 1)
+    windows = video[:, idx].reshape(3, n_win, length, *video.shape[-2:]).permute(1, 0, 2, 3, 4)
+    return windows, t2
+
+
 @torch.inference_mode()
 def camus_frame_features(backbone: VideoBackbone, root, split: str, *, frames: str = "all", device=None,
-                         batch_size: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+                         batch_size: int = 4, patients: bool = False):
     """Frozen dense features of labelled CAMUS frames.
 
     Each (mirrored ED-ES-ED) half sequence is cut into consecutive windows of the
@@ -485,35 +536,33 @@ def camus_frame_features(backbone: VideoBackbone, root, split: str, *, frames: s
         frames: ``"all"`` every frame of the original half sequence, ``"ed_es"`` only ED and ES.
 
     Returns:
-        ``(features (F, D, h, w) float32, labels (F, H, W) int64)``.
+        ``(features (F, D, h, w) float32, labels (F, H, W) int64)``; with ``patients``
+        also the patient name of each frame (a list of F strings), the resampling unit.
     """
     from echossl.data.camus import Camus
 
     device = _device(device)
     ds = Camus(root, size=backbone.size, mirror=True, split=split)
-    mean = torch.tensor(backbone.mean).view(3, 1, 1, 1)
-    std = torch.tensor(backbone.std).view(3, 1, 1, 1)
     length = backbone.length
     backbone.eval().to(device)
-    feats, labels = [], []
+    feats, labels, names = [], [], []
     for i in progress_bar(range(len(ds)), f"CAMUS {split} features ({backbone.name})"):
         item = ds[i]
         if item["labels"] is None:
             continue
-        video = (item["video"] - mean) / std  # (3, T2, S, S)
-        t2 = video.shape[1]
+        windows, t2 = _camus_windows(backbone, item)
         half = (t2 + 1) // 2  # the original half sequence: frames 0 .. T-1 of the mirror
         wanted = np.arange(half) if frames == "all" else np.array(sorted({item["ed"], item["es"]}))
-        n_win = math.ceil(t2 / length)
-        idx = torch.arange(n_win * length).clamp(max=t2 - 1)
-        windows = video[:, idx].reshape(3, n_win, length, *video.shape[-2:]).permute(1, 0, 2, 3, 4)
         dense = torch.cat([backbone.dense(windows[s:s + batch_size].to(device)).float().cpu()
-                           for s in range(0, n_win, batch_size)])  # (n_win, D, T', h, w)
+                           for s in range(0, len(windows), batch_size)])  # (n_win, D, T', h, w)
         win, step = wanted // length, (wanted % length) // backbone.dense_stride
         feats.append(dense[torch.as_tensor(win), :, torch.as_tensor(step)])
         labels.append(torch.as_tensor(item["labels"][wanted].astype(np.int64)))
+        names += [str(item["patient"])] * len(wanted)
     if not feats:
         raise EchosslError(f"{root} has no labelled {split} half sequences (patientNNNN_4CH_half_sequence_gt.nii.gz)")
+    if patients:
+        return torch.cat(feats), torch.cat(labels), names
     return torch.cat(feats), torch.cat(labels)
 
 
@@ -523,19 +572,22 @@ def label_dice(pred: np.ndarray, truth: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def frozen_segmentation(backbone: VideoBackbone, camus_root, *, epochs: int = 30, batch_size: int = 32,
-                        lr: float = 1e-3, width: int = 64, seed: int = 0, device=None, test_split: str = "TEST"
-                        ) -> dict:
+                        lr: float = 1e-3, width: int = 64, seed: int = 0, device=None, test_split: str = "TEST",
+                        items: bool = False) -> dict:
     """Train a segmentation head on frozen features of TRAIN patients, Dice on ED/ES of ``test_split``.
 
     Returns:
         ``dice`` (mean of the three structures' pooled Dice), ``dice_frame_mean`` (mean of
         their per-image means), ``dice_lv_endo``, ``dice_lv_epi``,
-        ``dice_la`` with ``_ci95`` intervals over test images, and ``seg_n``.
+        ``dice_la`` with ``_ci95`` intervals over test images, and ``seg_n``; with ``items``
+        also ``items``: per test image ``dice`` (mean of the three structures) and
+        ``patient`` (the resampling unit of a paired bootstrap).
     """
     from echossl.engine import fit
 
     x_tr, y_tr = camus_frame_features(backbone, camus_root, "TRAIN", device=device)
-    x_te, y_te = camus_frame_features(backbone, camus_root, test_split, frames="ed_es", device=device)
+    x_te, y_te, te_patients = camus_frame_features(backbone, camus_root, test_split, frames="ed_es", device=device,
+                                                   patients=True)
     ups = max(0, int(round(math.log2(backbone.size / x_tr.shape[-1]))))
     torch.manual_seed(seed)
     module = FrozenSegmentation(x_tr.shape[1], 4, width, ups, lr, backbone.size)
@@ -556,4 +608,79 @@ def frozen_segmentation(backbone: VideoBackbone, camus_root, *, epochs: int = 30
     out = {"dice": float(np.mean([out[f"dice_{n}"] for n in CAMUS_LABELS])),
            "dice_frame_mean": float(np.mean([out[f"dice_{n}_frame_mean"] for n in CAMUS_LABELS])), **out}
     out["seg_n"] = int(len(x_te))
+    out["seg_patients"] = int(len(set(te_patients)))
+    if items:
+        per = label_dice(pred, truth)
+        out["items"] = {"dice": np.mean([per[n] for n in CAMUS_LABELS], axis=0).tolist(), "patient": te_patients}
     return out
+
+
+class _SupervisedSegmentation(L.LightningModule):
+    """A backbone copy and a :class:`SegmentationHead`, all trained on CAMUS label windows."""
+
+    def __init__(self, backbone: VideoBackbone, width: int, ups: int, lr: float):
+        super().__init__()
+        from monai.losses import DiceCELoss
+
+        self.backbone = copy.deepcopy(backbone).train()
+        self.backbone.requires_grad_(True)
+        self.head = SegmentationHead(backbone.dense_dim, 4, width, ups)
+        self.loss = DiceCELoss(to_onehot_y=True, softmax=True)
+        self.lr = lr
+
+    def training_step(self, batch, batch_idx):
+        windows, labels = batch  # (B, 3, L, S, S), (B, L, S, S)
+        dense = self.backbone.dense(windows)  # (B, D, T', h, w)
+        b, d, t, h, w = dense.shape
+        logits = self.head(dense.permute(0, 2, 1, 3, 4).reshape(b * t, d, h, w))
+        size = labels.shape[-1]
+        if logits.shape[-1] != size:
+            logits = F.interpolate(logits, size=(size, size), mode="bilinear", align_corners=False)
+        stride = labels.shape[1] // t  # each time step's map serves the frames of its tubelet
+        logits = logits.reshape(b, t, 4, size, size).repeat_interleave(stride, dim=1).flatten(0, 1)
+        loss = self.loss(logits, labels.flatten(0, 1).unsqueeze(1))
+        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=b)
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=self.lr)
+
+
+def supervised_seg_backbone(backbone: VideoBackbone, camus_root, *, epochs: int = 10, batch_size: int = 4,
+                            lr: float = 1e-4, width: int = 32, seed: int = 0, device=None) -> VideoBackbone:
+    """The positive control of the frozen CAMUS protocol: a copy of ``backbone`` with every
+    weight trained, with a :class:`SegmentationHead`, on the labels of the TRAIN patients.
+
+    Inputs are the windows of :func:`camus_frame_features` (period 1, mirrored sequence), so
+    the frozen protocol later sees the features the oracle was trained on; each time step's
+    map is scored on the frames of its tubelet (MONAI Dice + CE). The head is discarded: the
+    frozen protocol trains its own on the returned backbone."""
+    from echossl.data.camus import Camus
+    from echossl.engine import fit
+
+    ds = Camus(camus_root, size=backbone.size, mirror=True, split="TRAIN")
+    xs, ys = [], []
+    for i in range(len(ds)):
+        item = ds[i]
+        if item["labels"] is None:
+            continue
+        windows, t2 = _camus_windows(backbone, item)
+        idx = torch.arange(len(windows) * backbone.length).clamp(max=t2 - 1)
+        xs.append(windows)
+        ys.append(torch.as_tensor(item["labels"][idx.numpy()].astype(np.int64)).reshape(len(windows), backbone.length,
+                                                                                        *item["labels"].shape[-2:]))
+    if not xs:
+        raise EchosslError(f"{camus_root} has no labelled TRAIN half sequences to train the segmentation oracle on")
+    x, y = torch.cat(xs), torch.cat(ys)
+    with torch.inference_mode():
+        grid = backbone.dense(x[:1]).shape[-1]
+    torch.manual_seed(seed)
+    module = _SupervisedSegmentation(backbone, width, max(0, int(round(math.log2(backbone.size / grid)))), lr)
+    accel = "gpu" if _device(device).type == "cuda" else "cpu"
+    with tempfile.TemporaryDirectory(prefix="echossl-segoracle-") as tmp:
+        fit(module, DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=True), None, Path(tmp),
+            _trainer_options(epochs, seed, accel), monitor="train_loss", mode="min")
+    trained = module.backbone.cpu().eval()
+    trained.requires_grad_(False)
+    trained.name = f"{backbone.name} + CAMUS supervision"
+    return trained

@@ -42,14 +42,14 @@ import pandas as pd
 from echossl.errors import EchosslError
 from echossl.evaluation import plots
 from echossl.evaluation.report import Section, fraction_label, write_report
+from echossl.engine.tasks import tasks_of_kind
 from echossl.io import atomic_write_bytes
 
 __all__ = ["LABELS", "RunInfo", "load_run", "metric_label", "write_run_report", "surface_metrics",
            "read_predictions", "git_commit"]
 
-EF_TASKS = ("ef", "distill")
-SEG_TASKS = ("seg", "video-seg")
-SSL_TASKS = ("temporal-masking", "discover", "jigsaw", "video-speech", "dino", "mae", "simclr", "videomae")
+EF_TASKS = tasks_of_kind("ef")
+SEG_TASKS = tasks_of_kind("seg")
 EF_THRESHOLDS = (35, 40, 45, 50)
 WORST_ROWS = 10
 OVERLAYS = 3

@@ -56,7 +56,7 @@ def checkpoint_config(ckpt: dict, override: dict | None = None,
     """The checkpoint's own resolved config, with ``override`` merged over it.
 
     Args:
-        ckpt: a dict from :func:`echossl.checkpoints.load_checkpoint`.
+        ckpt: a dict from :func:`echossl.engine.load_checkpoint`.
         override: the parsed ``--config`` YAML (:func:`load_override`), or None.
         fallback_preset: preset used only when the checkpoint's config cannot be
             found (default ``cpu``); a warning says so.
@@ -138,54 +138,6 @@ def inference_settings(ckpt: dict, cfg: dict, override: dict | None = None,
     elif "frames" in hp:  # a video segmenter (UniLVSeg): sliding clips
         out.update(length=int(hp["frames"]), period=int(hp.get("period", 1)))
     return out
-
-
-def select_device(accelerator: str = "auto", devices: str | int | None = "auto"):
-    """The one ``torch.device`` inference runs on.
-
-    ``accelerator`` is ``cpu``, ``gpu``/``cuda``, ``mps`` or ``auto`` (CUDA when
-    available, else CPU). ``devices`` follows Lightning: a count (``1``, ``auto``)
-    uses the first device; a list (``"2,"``, ``"1,3"``, ``"[1]"``) uses its first
-    index. Inference is one process on one device; a count above 1 only warns.
-    """
-    import torch
-
-    from echossl.errors import EchosslError
-
-    accelerator = (accelerator or "auto").lower()
-    if accelerator == "auto":
-        accelerator = "gpu" if torch.cuda.is_available() else "cpu"
-    if accelerator == "cpu":
-        return torch.device("cpu")
-    if accelerator in ("gpu", "cuda"):
-        if not torch.cuda.is_available():
-            raise EchosslError("--accelerator gpu was given but no CUDA device is available")
-        return torch.device("cuda", _first_index(devices))
-    if accelerator == "mps":
-        return torch.device("mps")
-    raise EchosslError(f"--accelerator must be cpu, gpu or auto, got {accelerator!r}")
-
-
-def _first_index(devices) -> int:
-    from echossl.errors import EchosslError
-
-    raw = str(devices if devices is not None else "auto").strip()
-    text = raw.strip("[]")
-    if text in ("", "auto", "-1"):
-        return 0
-    if "," in text or raw.startswith("["):  # a list of indices, as Lightning reads "2," or "[2]"
-        parts = [p for p in text.split(",") if p.strip()]
-        try:
-            return int(parts[0])
-        except (ValueError, IndexError):
-            raise EchosslError(f"--devices {devices!r} is not a count or a list of device indices") from None
-    try:
-        count = int(text)
-    except ValueError:
-        raise EchosslError(f"--devices {devices!r} is not a count or a list of device indices") from None
-    if count > 1:
-        warnings.warn(f"inference runs on one device; --devices {count} uses the first one", stacklevel=3)
-    return 0
 
 
 def warn_preset_deprecated(preset: str | None) -> None:

@@ -182,3 +182,96 @@ def format_claims(claims: list[dict]) -> list[dict]:
     return [{"claim": c["claim"], "difference [95% CI]":
              f"{c['difference']:+.3f} [{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}]", "verdict": c["verdict"]}
             for c in claims]
+
+
+def paired_balanced_accuracy(correct_a, correct_b, labels, *, groups=None, n_boot: int = 10000,
+                             seed: int = 0) -> tuple[float, list[float]]:
+    """Paired difference of balanced accuracy (mean per-class recall), ``bAcc(a) - bAcc(b)``.
+
+    Balanced accuracy is not a mean over items, so each replicate recomputes it from
+    the resampled units: with ``1[y = c]`` the class indicator, it is the mean over
+    classes of ``mean(correct · 1[y = c]) / mean(1[y = c])`` (:func:`bootstrap_function`).
+    Replicates that miss a class are dropped.
+
+    Args:
+        correct_a, correct_b: ``(N,)`` per-item correctness of two rows (1/0, or the
+            mean correctness over seeds from :func:`combine_seeds`).
+        labels: ``(N,)`` true class of each item.
+    """
+    a = np.asarray(correct_a, dtype=np.float64).reshape(-1)
+    b = np.asarray(correct_b, dtype=np.float64).reshape(-1)
+    y = np.asarray(labels).reshape(-1)
+    if not (a.shape == b.shape == y.shape):
+        raise EchosslError(f"paired balanced accuracy: {a.size}, {b.size} and {y.size} items; they must be the same")
+    classes = np.unique(y)
+    arrays = []
+    for c in classes:
+        ind = (y == c).astype(np.float64)
+        arrays += [a * ind, b * ind, ind]
+
+    def fn(m):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ra = np.mean([m[..., 3 * j] / m[..., 3 * j + 2] for j in range(len(classes))], axis=0)
+            rb = np.mean([m[..., 3 * j + 1] / m[..., 3 * j + 2] for j in range(len(classes))], axis=0)
+        return ra - rb
+
+    return bootstrap_function(arrays, fn, groups=groups, n_boot=n_boot, seed=seed)
+
+
+def paired_bootstrap_sums(parts_a, parts_b, fn: Callable[[np.ndarray], np.ndarray], *, n_boot: int = 10000,
+                          seed: int = 0) -> tuple[float, list[float]]:
+    """Paired cluster bootstrap of a metric that is a function of *summed* per-unit parts.
+
+    Corpus metrics such as macro-F1 are not means of per-item values, but they are functions
+    of additive per-unit counts (a confusion matrix per scan). Each replicate draws units
+    (scans) with replacement, sums their parts, applies ``fn``, and differences the two rows
+    (the same draws for both: paired).
+
+    Args:
+        parts_a, parts_b: ``(S, U, *part)`` per-unit parts of the two rows for S training seeds
+            (S may differ between rows; U and the part shape may not; one seed: ``x[None]``).
+            ``fn`` is applied per seed and averaged over seeds: the expected metric of one
+            training run, as :func:`combine_seeds` does for per-item errors.
+        fn: maps summed parts ``(..., *part)`` to values ``(...)`` (vectorised).
+    Returns:
+        ``(fn(a) - fn(b), [lo, hi])``: the difference on the data and its 95 % percentile CI.
+    """
+    a, b = np.asarray(parts_a, dtype=np.float64), np.asarray(parts_b, dtype=np.float64)
+    if a.ndim < 2 or a.shape[1:] != b.shape[1:]:
+        raise EchosslError(f"paired bootstrap: parts of shapes {a.shape} and {b.shape} are not (seeds, units, ...) "
+                           "of the same units")
+    n_units = a.shape[1]
+    if n_units == 0:
+        raise EchosslError("paired bootstrap: no units to compare")
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        raise EchosslError("paired bootstrap: the per-unit parts contain NaN or infinity")
+    w = _resample_weights(n_units, n_boot, np.random.default_rng(seed)).astype(np.float64)  # (B, U)
+    part = a.shape[2:]
+
+    def value(x):  # (S, U, *part) -> point, (B,) replicates
+        flat = x.reshape(x.shape[0], n_units, -1)                                   # (S, U, P)
+        point = float(np.mean(fn(flat.sum(1).reshape(x.shape[0], *part))))
+        boot = np.einsum("bu,sup->bsp", w, flat).reshape(n_boot, x.shape[0], *part)
+        return point, np.asarray(fn(boot), dtype=np.float64).mean(axis=1)
+
+    pa, ba = value(a)
+    pb, bb = value(b)
+    diffs = ba - bb
+    diffs = diffs[np.isfinite(diffs)]
+    if diffs.size == 0:
+        return pa - pb, [float("nan"), float("nan")]
+    lo, hi = np.percentile(diffs, [2.5, 97.5])
+    return pa - pb, [float(lo), float(hi)]
+
+
+def macro_f1_from_confusion(conf) -> np.ndarray:
+    """Macro-F1 over the classes present (non-zero true support) of ``(..., K, K)`` confusion
+    matrices (rows = true, columns = predicted) -> ``(...)``; as sklearn's ``f1_score(average="macro",
+    labels=<classes present>, zero_division=0)``."""
+    c = np.asarray(conf, dtype=np.float64)
+    tp = np.diagonal(c, axis1=-2, axis2=-1)
+    support, predicted = c.sum(-1), c.sum(-2)
+    denom = support + predicted
+    f1 = np.where(denom > 0, 2 * tp / np.where(denom > 0, denom, 1), 0.0)
+    present = support > 0
+    return (f1 * present).sum(-1) / np.maximum(present.sum(-1), 1)

@@ -57,7 +57,7 @@ class TeacherStudent(L.LightningModule):
         self.net = build_video_regressor(model, 3, mean_target, **kwargs)  # the student f_e
         self.teacher = build_video_regressor(model, 4, mean_target, **kwargs)
         if teacher_checkpoint is not None:
-            from echossl.checkpoints import load_checkpoint
+            from echossl.engine import load_checkpoint
 
             ckpt = load_checkpoint(teacher_checkpoint, expect_task="ef")
             state = {k[len("net."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}

@@ -23,13 +23,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from echossl.data.echonet import EchoNetDynamic
 from echossl.engine import TrainerOptions, best_checkpoint, fit, prepare_run
 from echossl.errors import EchosslError
 from echossl.evaluation import protocols as P
 from echossl.evaluation.metrics import write_metrics_json
+from echossl.engine.cost import count_flops
+from echossl.engine.devices import config_loader as _loader
+from echossl.engine.devices import training_device as _device
 
 TASKS = ("discover", "videomae", "video-dino")
 
@@ -65,7 +67,7 @@ def _size(norm: dict) -> int:
 
 def load_discover_backbone(checkpoint) -> P.VideoBackbone:
     """The inference video encoder of a ``discover``/``videomae``/``video-dino`` checkpoint."""
-    from echossl.checkpoints import load_checkpoint
+    from echossl.engine import load_checkpoint
     from echossl.methods.discover import DiscoverModule
 
     ckpt = load_checkpoint(checkpoint, expect_task=TASKS)
@@ -94,12 +96,6 @@ def random_backbone(cfg: dict, norm: dict, seed: int = 0) -> P.VideoBackbone:
 # --------------------------------------------------------------------------- #
 # Pre-training
 # --------------------------------------------------------------------------- #
-
-
-def _loader(ds, batch_size: int, cfg: dict, shuffle: bool, drop_last: bool = False) -> DataLoader:
-    workers = int(cfg["data"].get("workers", 0))
-    return DataLoader(ds, batch_size=min(batch_size, max(1, len(ds))), shuffle=shuffle, num_workers=workers,
-                      persistent_workers=workers > 0, drop_last=drop_last)
 
 
 def normal_only(cfg: dict) -> bool:
@@ -162,7 +158,7 @@ def pretrain(root, out, cfg: dict, opts: TrainerOptions, *, variant: str = "disc
     torch.manual_seed(int(cfg["seed"]))
     module = build_module(variant, cfg, split.norm)
     if init:
-        from echossl.checkpoints import load_init_weights
+        from echossl.engine import load_init_weights
 
         load_init_weights(module, init, allow_partial=bool(cfg.get("init_partial", False)),
                           record=run / "init.json")
@@ -185,29 +181,26 @@ def pretrain(root, out, cfg: dict, opts: TrainerOptions, *, variant: str = "disc
     return run
 
 
-def _device(opts: TrainerOptions) -> torch.device:
-    if opts.accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
-        return torch.device("cuda")
-    return torch.device("cpu")
-
-
 # --------------------------------------------------------------------------- #
 # Evaluation
 # --------------------------------------------------------------------------- #
 
 
 def evaluate_backbone(backbone: P.VideoBackbone, root, cfg: dict, *, split: str = "TEST", camus=None,
-                      device=None, protocols=None, seed: int = 0) -> dict:
+                      device=None, protocols=None, seed: int = 0, items: bool = False) -> dict:
     """Run the configured protocols on one backbone; returns a flat metrics dict.
 
     Keys: kNN zero-shot ``accuracy, balanced_accuracy, precision, recall, f1, auc,
     knn_k``; linear probes ``probe_*`` and their EF regression also as
     ``mae, rmse, r2``; ``finetune_*``; CAMUS ``dice, dice_lv_endo, dice_lv_epi, dice_la``.
-    The backbone's weights are left untouched.
+    With ``items``, also ``items``: the per-item values behind the paired claims
+    (``knn_pred``, ``label``, ``probe_abs_error`` per TEST video; ``seg_dice``,
+    ``seg_patient`` per CAMUS TEST image). The backbone's weights are left untouched.
     """
     e = cfg["discover"]["eval"]
     wanted = list(protocols if protocols is not None else e["protocols"])
     out: dict = {}
+    per: dict = {}
     if root is not None and ({"knn", "probe"} & set(wanted)):
         feats = {}
         splits = {"TRAIN", "VAL", split, str(e.get("probe_fit_split", "TRAIN")).upper()}
@@ -217,15 +210,19 @@ def evaluate_backbone(backbone: P.VideoBackbone, root, cfg: dict, *, split: str 
             feats[s] = (x, ef)
         out["n"] = int(len(feats[split][1]))
         if "knn" in wanted:
-            knn = P.knn_anomaly(feats["TRAIN"], feats["VAL"], feats[split], ks=e["knn_ks"])
-            out.update({k: v for k, v in knn.items() if k not in ("k", "val_balanced_accuracy")})
+            knn = P.knn_anomaly(feats["TRAIN"], feats["VAL"], feats[split], ks=e["knn_ks"], items=True)
+            per.update({"knn_pred": knn["items"]["pred"], "label": knn["items"]["label"]})
+            out.update({k: v for k, v in knn.items() if k not in ("k", "val_balanced_accuracy", "items")})
             out["knn_k"] = knn["k"]
             out["knn_val_balanced_accuracy"] = knn["val_balanced_accuracy"]
         if "probe" in wanted:
             fit_split = str(e.get("probe_fit_split", "TRAIN")).upper()
             select = "VAL" if fit_split != "VAL" else "TRAIN"  # regularisation picked off the fit split, never TEST
             probe = P.linear_probes(feats[fit_split], feats[split], feats[select], epochs=int(e["probe_epochs"]),
-                                    seed=seed, bootstrap=int(e["bootstrap"]))
+                                    seed=seed, bootstrap=int(e["bootstrap"]), items=True)
+            pi = probe.pop("items")
+            per["probe_abs_error"] = np.abs(np.subtract(pi["ef_pred"], pi["ef"])).tolist()
+            per.setdefault("label", P.abnormal(pi["ef"]).tolist())
             out.update(probe)
             for k in ("mae", "rmse", "r2", "mae_ci95", "rmse_ci95", "r2_ci95"):
                 out[k] = probe[f"probe_{k}"]
@@ -240,7 +237,12 @@ def evaluate_backbone(backbone: P.VideoBackbone, root, cfg: dict, *, split: str 
     if camus is not None and "seg" in wanted:
         s = e["seg"]
         out.update(P.frozen_segmentation(backbone, camus, epochs=int(s["epochs"]), batch_size=int(s["batch_size"]),
-                                         lr=float(s["lr"]), width=int(s["width"]), seed=seed, device=device))
+                                         lr=float(s["lr"]), width=int(s["width"]), seed=seed, device=device,
+                                         items=True))
+        si = out.pop("items")
+        per.update({"seg_dice": si["dice"], "seg_patient": si["patient"]})
+    if items:
+        out["items"] = per
     return out
 
 
@@ -261,7 +263,7 @@ def evaluate_checkpoint(checkpoint, data, split, out_json, *, cfg: dict, camus=N
         metrics.pop("seg_n", None)
     else:
         raise EchosslError(f"{data} is a {fmt} folder; DISCOVER checkpoints are evaluated on EchoNet or CAMUS data")
-    from echossl.checkpoints import load_checkpoint
+    from echossl.engine import load_checkpoint
 
     task = load_checkpoint(checkpoint)["hyper_parameters"]["task"]
     write_metrics_json(out_json, task=task, split=split, n=n, **metrics)
@@ -271,20 +273,6 @@ def evaluate_checkpoint(checkpoint, data, split, out_json, *, cfg: dict, camus=N
 # --------------------------------------------------------------------------- #
 # Table 6: training memory and inference FLOPs
 # --------------------------------------------------------------------------- #
-
-
-def count_flops(fn, *args) -> int:
-    """FLOPs of ``fn(*args)`` counted by ``FlopCounterMode``, attention included.
-
-    On CPU, ``scaled_dot_product_attention`` dispatches to a fused kernel that the counter
-    does not know, so attention counted as 0 (22 % of the shipped ViT's FLOPs); the math
-    kernel (explicit matmuls and softmax) is forced while counting."""
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with torch.inference_mode(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
-        fn(*args)
-    return int(counter.get_total_flops())
 
 
 def inference_gflops(backbone: P.VideoBackbone) -> float:
@@ -373,24 +361,215 @@ def _pretrain_variant(variant: str):
 PRETRAIN_METHODS = {"videomae": _pretrain_variant("videomae"), "video-dino": _pretrain_variant("video-dino"),
                     "discover": _pretrain_variant("discover")}
 
-ROW_LABELS = {"random init": "random init", "videomae": "VideoMAE-style", "video-dino": "video-DINO only",
-              "discover": "DISCOVER"}
+ORACLE, FLOOR = "oracle", "random init"
+ROW_LABELS = {FLOOR: "random init", ORACLE: "oracle (supervised)", "videomae": "VideoMAE-style",
+              "video-dino": "video-DINO only", "discover": "DISCOVER"}
 
 PROTOCOL_COLUMNS = (("balanced_accuracy", "kNN bAcc"), ("f1", "kNN F1"), ("auc", "kNN AUC"),
                     ("probe_balanced_accuracy", "LP bAcc"), ("probe_f1", "LP F1"), ("probe_mae", "LP MAE"),
                     ("probe_rmse", "LP RMSE"), ("finetune_mae", "FT MAE"), ("finetune_rmse", "FT RMSE"))
 SEG_COST_COLUMNS = (("dice", "Dice"), ("dice_lv_endo", "LV endo"), ("dice_lv_epi", "LV epi"), ("dice_la", "LA"),
-                    ("train_mem_mb", "train MB"), ("gflops", "GFLOPs"), ("pretrain_seconds", "pretrain s"))
+                    ("train_mem_mb", "train MB"), ("gflops", "GFLOPs"), ("pretrain_seconds", "pretrain s"),
+                    ("weight_change", "|dW|/|W0|"))
+
+#: The paired claims: (metric key, text, better). Each is made for DISCOVER vs VideoMAE-style,
+#: DISCOVER vs random init, and oracle vs random init ("protocol informative").
+CLAIM_METRICS = (("knn_bacc", "kNN balanced accuracy", "higher"), ("probe_mae", "linear-probe EF MAE", "lower"),
+                 ("seg_dice", "frozen CAMUS Dice", "higher"))
+#: claim metric -> the per-item value of :func:`combine_items` it is the mean of
+ITEM_KEYS = {"knn_bacc": "knn_correct", "probe_mae": "probe_abs_error", "seg_dice": "seg_dice"}
+
+
+def _seed_list(cfg: dict) -> list[int]:
+    """Training seeds of ``reproduce``: ``seed``, ``seed + 1``, ... (``discover.reproduce.seeds``)."""
+    base = int(cfg["seed"])
+    return [base + i for i in range(max(1, int(cfg["discover"]["reproduce"].get("seeds", 1))))]
+
+
+def _run_dir(out: Path, name: str, seed: int, base: int) -> Path:
+    return out / "runs" / (name if seed == base else f"{name}-seed{seed}")
+
+
+def oracle_backbones(cfg: dict, split, camus, seed: int, device=None) -> tuple[P.VideoBackbone, P.VideoBackbone | None]:
+    """The positive controls: the random-init ViT of ``seed`` trained with supervision on the
+    downstream labels. One copy regresses EF on every TRAIN video (for the kNN and probe
+    protocols, whose anomaly label is a function of EF), one segments the CAMUS TRAIN
+    patients (for the frozen segmentation protocol; None without CAMUS data).
+    Settings: ``discover.reproduce.oracle``."""
+    o = cfg["discover"]["reproduce"]["oracle"]
+    rnd = random_backbone(cfg, split.norm, seed)
+    ef = P.supervised_ef_backbone(rnd, split.root, epochs=int(o["epochs"]), batch_size=int(o["batch_size"]),
+                                  lr=float(o["lr"]), head_lr=float(o["head_lr"]),
+                                  weight_decay=float(o["weight_decay"]), seed=seed, device=device)
+    seg = None
+    if camus is not None and "seg" in cfg["discover"]["eval"]["protocols"]:
+        seg = P.supervised_seg_backbone(rnd, camus, epochs=int(o["seg_epochs"]), batch_size=int(o["seg_batch_size"]),
+                                        lr=float(o["seg_lr"]), width=int(cfg["discover"]["eval"]["seg"]["width"]),
+                                        seed=seed, device=device)
+    return ef, seg
+
+
+def weight_change(backbone: P.VideoBackbone, start: P.VideoBackbone) -> float:
+    """``||W - W0|| / ||W0||`` over the encoder weights both share: how far training moved them."""
+    a, b = backbone.encoder.state_dict(), start.encoder.state_dict()
+    keys = [k for k in a if k in b and a[k].shape == b[k].shape and a[k].is_floating_point()]
+    num = sum(float((a[k].float() - b[k].float()).pow(2).sum()) for k in keys)
+    den = sum(float(b[k].float().pow(2).sum()) for k in keys)
+    return float(np.sqrt(num / den)) if den > 0 else float("nan")
+
+
+def _fingerprint(cfg: dict, data, camus, name: str, seed: int) -> str:
+    import hashlib
+
+    key = json.dumps({"discover": cfg["discover"], "data": str(data), "camus": str(camus), "name": name,
+                      "seed": seed, "split_seed": cfg.get("split_seed", 0)}, sort_keys=True, default=str)
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _evaluate_row(name: str, seed: int, out: Path, cfg: dict, opts: TrainerOptions, split, camus, device,
+                  base: int) -> dict:
+    """Metrics and per-item values of one row and seed, cached in ``OUT/evals/NAME-seedS.json``."""
+    from echossl.io import atomic_write_text
+
+    cache = out / "evals" / f"{name}-seed{seed}.json"
+    fp = _fingerprint(cfg, split.root, camus, name, seed)
+    if cache.is_file():
+        record = json.loads(cache.read_text())
+        if record.get("fingerprint") == fp:
+            return record
+    cfg_s = {**cfg, "seed": seed}
+    t0 = time.time()
+    wanted = list(cfg["discover"]["eval"]["protocols"])
+    extra: dict = {}
+    if name == FLOOR:
+        backbone, seconds = random_backbone(cfg_s, split.norm, seed), 0.0
+        metrics = evaluate_backbone(backbone, split.root, cfg_s, camus=camus, device=device, seed=seed, items=True)
+    elif name == ORACLE:
+        backbone, seg_backbone = oracle_backbones(cfg_s, split, camus, seed, device)
+        seconds = time.time() - t0
+        metrics = evaluate_backbone(backbone, split.root, cfg_s, device=device, seed=seed, items=True,
+                                    protocols=[w for w in wanted if w in ("knn", "probe")])
+        if seg_backbone is not None:
+            seg = evaluate_backbone(seg_backbone, None, cfg_s, camus=camus, device=device, seed=seed, items=True,
+                                    protocols=["seg"])
+            metrics["items"].update(seg.pop("items"))
+            metrics.update(seg)
+        extra["weight_change"] = weight_change(backbone, random_backbone(cfg_s, split.norm, seed))
+    else:
+        run_dir = _run_dir(out, name, seed, base)
+        backbone = PRETRAIN_METHODS[name](split.root, run_dir, cfg_s, replace(opts, seed=seed), split)
+        seconds = _pretrain_seconds(run_dir, time.time() - t0)
+        metrics = evaluate_backbone(backbone, split.root, cfg_s, camus=camus, device=device, seed=seed, items=True)
+        write_metrics_json(run_dir / "metrics.json", task=name, split="TEST", n=metrics.get("n", 0),
+                           **{k: v for k, v in metrics.items() if k not in ("n", "seg_n", "items")})
+        write_collapse(run_dir, None)
+        if name in ("videomae", "video-dino", "discover"):
+            extra["weight_change"] = weight_change(backbone, random_backbone(cfg_s, split.norm, seed))
+    per = metrics.pop("items")
+    record = {"fingerprint": fp, "name": name, "seed": seed,
+              "metrics": {k: _jsonable(v) for k, v in {**metrics, **extra, "pretrain_seconds": seconds}.items()},
+              "items": {k: _jsonable(list(v)) for k, v in per.items()}, "gflops": inference_gflops(backbone)}
+    atomic_write_text(cache, json.dumps(record) + "\n")
+    return record
+
+
+def combine_items(records: list[dict]) -> dict:
+    """Per-item values of one row over its seeds -> the per-item means (:func:`stats.combine_seeds`).
+
+    Returns ``label``, ``knn_correct`` (fraction of seeds right), ``probe_abs_error`` and ``seg_dice``
+    (each averaged over seeds) and ``seg_patient``, for the keys the records have."""
+    from echossl.evaluation import stats
+
+    first = records[0]["items"]
+    out: dict = {}
+    if "label" in first:
+        out["label"] = np.asarray(first["label"])
+    if "knn_pred" in first:
+        out["knn_correct"] = stats.combine_seeds([np.asarray(r["items"]["knn_pred"]) == np.asarray(r["items"]["label"])
+                                                  for r in records])
+    for key in ("probe_abs_error", "seg_dice"):
+        if key in first:
+            out[key] = stats.combine_seeds([r["items"][key] for r in records])
+    if "seg_patient" in first:
+        out["seg_patient"] = np.asarray(first["seg_patient"])
+    return out
+
+
+def discover_claims(items: dict, n_boot: int = 10000, seed: int = 0) -> tuple[list[dict], dict]:
+    """Paired claims over TEST items from per-row per-item values (:func:`combine_items`).
+
+    For each metric of :data:`CLAIM_METRICS` the rows present give: DISCOVER vs VideoMAE-style
+    (the paper's claim), DISCOVER vs random init, and "protocol informative": the oracle
+    beats the random-init floor by more than the paired CI (:func:`stats.informative`).
+    kNN balanced accuracy is recomputed in every replicate
+    (:func:`stats.paired_balanced_accuracy`); the unit is the video, for CAMUS the patient.
+
+    Returns:
+        ``(claims, informative)``: CONTRACT.md claim dicts, and per metric
+        ``{"difference", "ci95", "informative"}`` (oracle - floor).
+    """
+    from echossl.evaluation import stats
+
+    def pair(metric: str, a: str, b: str):
+        if a not in items or b not in items:
+            return None
+        ia, ib = items[a], items[b]
+        if metric == "knn_bacc":
+            if "knn_correct" not in ia or "knn_correct" not in ib:
+                return None
+            return stats.paired_balanced_accuracy(ia["knn_correct"], ib["knn_correct"], ia["label"],
+                                                  n_boot=n_boot, seed=seed)
+        key = ITEM_KEYS[metric]
+        if key not in ia or key not in ib:
+            return None
+        groups = ia.get("seg_patient") if metric == "seg_dice" else None
+        return stats.paired_bootstrap(ia[key], ib[key], groups=groups, n_boot=n_boot, seed=seed)
+
+    claims, info = [], {}
+    for metric, text, better in CLAIM_METRICS:
+        side = "higher" if better == "higher" else "lower"
+        for a, b, label in (("discover", "videomae", "DISCOVER beats VideoMAE-style"),
+                            ("discover", FLOOR, "DISCOVER beats random init")):
+            r = pair(metric, a, b)
+            if r is not None:
+                claims.append(stats.claim(f"{label} on {text} ({ROW_LABELS[a]} - {ROW_LABELS[b]})", r[0], r[1], side))
+        r = pair(metric, ORACLE, FLOOR)
+        if r is not None:
+            c = stats.claim(f"protocol informative: oracle beats random init on {text} (oracle - random init)",
+                            r[0], r[1], side)
+            claims.append(c)
+            info[metric] = {"difference": c["difference"], "ci95": c["ci95"], "informative": c["verdict"] == "holds"}
+    return claims, info
+
+
+def _mean_row(records: list[dict]) -> dict:
+    """A row's metrics averaged over seeds (numbers); per-seed intervals are dropped when seeds > 1."""
+    keys = list(records[0]["metrics"])
+    row = {}
+    for k in keys:
+        vals = [r["metrics"].get(k) for r in records]
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+            row[k] = float(np.mean(vals)) if len(vals) > 1 else vals[0]
+        elif len(records) == 1:
+            row[k] = vals[0]
+    return row
 
 
 def reproduce_discover(out, cfg: dict, opts: TrainerOptions, *, data=None, camus=None, methods=None) -> dict:
     """Pre-train every method on the same EchoNet data, run every protocol, write ``OUT/results.json``.
 
+    Rows: random init (the floor), the supervised oracle (:func:`oracle_backbones`), then
+    the methods. Every row is run for each seed of :func:`_seed_list` (the labeled data
+    fixed); per-item TEST values are averaged over seeds and the paired claims of
+    :func:`discover_claims` end the table (``results.json`` ``claims`` and ``n_test``).
+    Evaluations are cached under ``OUT/evals/`` (keyed on the config), so adding seeds
+    reruns only the new ones.
+
     Args:
         out: folder for data (when simulated), runs and results.
         data: EchoNet-Dynamic folder; simulated into ``OUT/data/echonet`` when None.
         camus: CAMUS folder; simulated into ``OUT/data/camus`` when None.
-        methods: subset of :data:`PRETRAIN_METHODS` (default all); "random init" always comes first.
+        methods: subset of :data:`PRETRAIN_METHODS` (default all).
     """
     from echossl.pipelines.semisupervised_ef import split_data
 
@@ -416,26 +595,28 @@ def reproduce_discover(out, cfg: dict, opts: TrainerOptions, *, data=None, camus
     unknown = [m for m in names if m not in PRETRAIN_METHODS]
     if unknown:
         raise EchosslError(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(PRETRAIN_METHODS)}")
-    rows = []
-    for name in ["random init", *names]:
-        t0 = time.time()
-        if name == "random init":
-            backbone, seconds = random_backbone(cfg, split.norm, int(cfg["seed"])), 0.0
-        else:
-            run_dir = out / "runs" / name
-            backbone = PRETRAIN_METHODS[name](split.root, run_dir, cfg, replace(opts), split)
-            seconds = _pretrain_seconds(run_dir, time.time() - t0)
-        metrics = evaluate_backbone(backbone, split.root, cfg, camus=camus, device=device, seed=int(cfg["seed"]))
-        if name != "random init":  # the run folder gets its metrics.json like any training command
-            write_metrics_json(out / "runs" / name / "metrics.json", task=name, split="TEST", n=metrics.get("n", 0),
-                               **{k: v for k, v in metrics.items() if k not in ("n", "seg_n")})
-            write_collapse(out / "runs" / name, None)
-        row = {"method": ROW_LABELS.get(name, name), "key": name, **metrics, "gflops": inference_gflops(backbone),
-               "pretrain_seconds": seconds,
-               **training_memory(name, cfg, split.norm, int(rep.get("memory_steps", 2)))}
+    seeds = _seed_list(cfg)
+    use_oracle = bool(rep.get("oracle", {}).get("enabled", True))
+    order = [FLOOR, *([ORACLE] if use_oracle else []), *names]
+    records: dict[str, list[dict]] = {}
+    rows: list[dict] = []
+    for seed in seeds:  # all rows of one seed before the next seed: a cut-short run still pairs
+        for name in order:
+            records.setdefault(name, []).append(_evaluate_row(name, seed, out, cfg, opts, split, camus, device,
+                                                              seeds[0]))
+    for name in order:
+        recs = records[name]
+        row = {"method": ROW_LABELS.get(name, name), "key": name, "seeds": len(recs), **_mean_row(recs),
+               "gflops": recs[0]["gflops"]}
+        if name not in (ORACLE,):
+            row.update(training_memory(name, cfg, split.norm, int(rep.get("memory_steps", 2))))
         rows.append(row)
-        _write_results(out, cfg, rows, t_start)
-    result = _write_results(out, cfg, rows, t_start)
+    items = {name: combine_items(records[name]) for name in order}
+    claims, info = discover_claims(items, n_boot=int(rep.get("n_boot", 10000)))
+    first = records[FLOOR][0]["items"]
+    n_test = {"videos": len(first.get("label", [])), "camus_images": len(first.get("seg_dice", [])),
+              "camus_patients": len(set(first.get("seg_patient", [])))}
+    result = _write_results(out, cfg, rows, t_start, claims=claims, informative=info, n_test=n_test, seeds=seeds)
     print_table(result)
     return result
 
@@ -461,12 +642,14 @@ def _jsonable(value):
     return value
 
 
-def _write_results(out: Path, cfg: dict, rows: list[dict], t_start: float) -> dict:
+def _write_results(out: Path, cfg: dict, rows: list[dict], t_start: float, *, claims=(), informative=None,
+                   n_test=None, seeds=()) -> dict:
     from echossl.io import atomic_write_text
 
-    result = {"preset": cfg.get("preset"), "split": "TEST", "seed": cfg.get("seed"),
-              "rows": [{k: _jsonable(v) for k, v in r.items()} for r in rows],
-              "seconds": time.time() - t_start}
+    result = {"preset": cfg.get("preset"), "split": "TEST", "seed": cfg.get("seed"), "seeds": list(seeds),
+              "n_test": n_test, "rows": [{k: _jsonable(v) for k, v in r.items()} for r in rows],
+              "claims": [{k: _jsonable(v) for k, v in c.items()} for c in claims],
+              "informative": informative or {}, "seconds": time.time() - t_start}
     atomic_write_text(out / "results.json", json.dumps(result, indent=2) + "\n")
     return result
 
@@ -476,7 +659,9 @@ def print_table(result: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    import sys
+
+    console = Console(width=None if sys.stdout.isatty() else 200)
     for title, columns in (("anomaly detection and EF", PROTOCOL_COLUMNS),
                            ("CAMUS segmentation and cost (Table 6)", SEG_COST_COLUMNS)):
         table = Table(title=f"DISCOVER comparison: {title} ({result.get('preset')} preset, TEST split)")
@@ -492,4 +677,15 @@ def print_table(result: dict) -> None:
                              else f"{v:.2f}" if key.endswith(("mae", "rmse")) or key == "gflops"
                              else f"{v:.3f}" if isinstance(v, float) else str(v))
             table.add_row(r["method"], *cells)
+        console.print(table)
+    if result.get("claims"):
+        from echossl.evaluation import stats
+
+        n = result.get("n_test") or {}
+        table = Table(title=f"Claims (paired bootstrap over {n.get('videos')} TEST videos / "
+                            f"{n.get('camus_patients')} CAMUS TEST patients; {len(result.get('seeds') or [1])} seed(s))")
+        for col in ("claim", "difference [95% CI]", "verdict"):
+            table.add_column(col)
+        for r in stats.format_claims(result["claims"]):
+            table.add_row(*r.values())
         console.print(table)

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from echossl.checkpoints import load_checkpoint
+from echossl.engine import load_checkpoint
 from echossl.data.check import detect_format
 from echossl.errors import EchosslError
 from echossl.evaluation.metrics import dice, regression_metrics, write_metrics_json
@@ -51,11 +51,12 @@ def evaluate(checkpoint, data, split: str, out_json, *, config=None, sets=(), pr
         sets: ``--set a.b=c`` values, merged after ``config``.
         preset: used only when the checkpoint's config cannot be found.
         cfg: an already-parsed override dict (merged like ``config``).
-        accelerator, devices: where to run (:func:`echossl.evaluation.settings.select_device`).
+        accelerator, devices: where to run (:func:`echossl.engine.devices.select_device`).
         batch_size: clips (EF) or frames (seg) per forward pass.
     """
     from echossl.config import deep_merge
-    from echossl.evaluation.settings import checkpoint_config, inference_settings, load_override, select_device
+    from echossl.engine.devices import select_device
+    from echossl.evaluation.settings import checkpoint_config, inference_settings, load_override
 
     ckpt = load_checkpoint(checkpoint)
     override = deep_merge(cfg or {}, load_override(config, sets) or {})
@@ -77,22 +78,11 @@ def evaluate(checkpoint, data, split: str, out_json, *, config=None, sets=(), pr
     return evaluate_ef_checkpoint(ckpt["path"], data, split, out_json, settings=settings, device=device)
 
 
-# Pipelines of the other papers: each defines TASKS (the checkpoint tasks it owns)
-# and evaluate_checkpoint(checkpoint, data, split, out_json, *, cfg) -> metrics dict.
-PIPELINES = ("unilvseg", "discover", "mrjet", "video_speech")
-
-
 def _plugin_for(task: str):
-    import importlib
+    """The pipeline that evaluates checkpoints of ``task`` (the engine's task table)."""
+    from echossl.engine.tasks import get_task
 
-    for name in PIPELINES:
-        try:
-            module = importlib.import_module(f"echossl.pipelines.{name}")
-        except ModuleNotFoundError:
-            continue
-        if task in getattr(module, "TASKS", ()):
-            return module
-    raise EchosslError(f"no evaluation is known for checkpoints of task {task!r}")
+    return get_task(task).pipeline_module()
 
 
 def _write_predictions(out_json, table: pd.DataFrame) -> Path:

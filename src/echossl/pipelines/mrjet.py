@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from echossl.checkpoints import load_checkpoint, load_init_weights
+from echossl.engine import load_checkpoint, load_init_weights
 from echossl.data.cache import FrameCache
 from echossl.data.mrjet import MRJetClips, MRJetFrames, centre_box, load_truth, prepare_frames, split_names
 from echossl.engine import TrainerOptions, best_checkpoint, fit, prepare_run
@@ -32,14 +32,10 @@ from echossl.io import atomic_write_text
 from echossl.methods.mrjet import JigsawModule, JigsawViews, MRJetModule, predict_peaks
 from echossl.progress import progress_bar
 from echossl.simulate.mrjet import SEVERITIES, severity_grade
+from echossl.engine.devices import config_loader as _loader
+from echossl.engine.devices import training_device as _device
 
 TASKS = ("jigsaw", "mrjet")
-
-
-def _loader(dataset, batch_size: int, cfg: dict, shuffle: bool, drop_last: bool = False) -> DataLoader:
-    workers = int(cfg["data"].get("workers", 0))
-    return DataLoader(dataset, batch_size=min(batch_size, max(1, len(dataset))), shuffle=shuffle,
-                      num_workers=workers, persistent_workers=workers > 0, drop_last=drop_last)
 
 
 def _views(cfg: dict) -> JigsawViews:
@@ -56,12 +52,6 @@ def _threads(cfg: dict) -> None:
     n = cfg["mrjet"].get("threads")
     if n:
         torch.set_num_threads(int(n))
-
-
-def _device(opts: TrainerOptions) -> torch.device:
-    if opts.accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
-        return torch.device("cuda")
-    return torch.device("cpu")
 
 
 # --------------------------------------------------------------------------- #
@@ -312,6 +302,7 @@ def evaluate_mrjet(checkpoint, data, split: str, out_json, *, names=None, device
     cache = FrameCache()
     hits0 = hits2 = n_true = n_pred = good_pred = 0
     dices, ratio_err, grade_true, grade_pred = [], [], [], []
+    per_video = []  # per TEST video: the parts that paired claims resample by video
     for name in progress_bar(names, f"evaluating {split}"):
         frames = cache.get(Path(data) / "Videos" / f"{name}.avi")
         truth = load_truth(data, name)
@@ -319,18 +310,18 @@ def evaluate_mrjet(checkpoint, data, split: str, out_json, *, names=None, device
         e_pred, prob = infer_video(module, np.asarray(frames[:n]))
         true_k = np.flatnonzero(truth["e"][:n])
         peaks = predict_peaks(e_pred, peak_height, hp.peak_distance)
-        if true_k.size and peaks.size:
-            gap = np.abs(true_k[:, None] - peaks[None, :])
-            hits0 += int((gap.min(1) == 0).sum())
-            hits2 += int((gap.min(1) <= 2).sum())
-            good_pred += int((gap.min(0) <= 2).sum())
+        v0, v2, vp, vg = peak_counts(e_pred, true_k, peak_height, hp.peak_distance)
+        hits0, hits2, good_pred = hits0 + v0, hits2 + v2, good_pred + vg
         n_true += true_k.size
         n_pred += peaks.size
         pred_mask = prob >= 0.5
         la_area = np.maximum(truth["la"][:n].sum(axis=(1, 2)), 1)
         pred_ratio = pred_mask.sum(axis=(1, 2)) / la_area
+        video_dice = np.atleast_1d(dice(pred_mask[true_k], truth["jet"][true_k])).tolist() if true_k.size else []
+        per_video.append({"name": name, "n_true": int(true_k.size), "hits_exact": v0, "hits_within2": v2,
+                          "n_pred": vp, "good_pred_within2": vg, "dice": [float(x) for x in video_dice]})
         if true_k.size:
-            dices.extend(np.atleast_1d(dice(pred_mask[true_k], truth["jet"][true_k])).tolist())
+            dices.extend(video_dice)
             true_ratio = truth["jet"][true_k].sum(axis=(1, 2)) / la_area[true_k]
             ratio_err.extend(np.abs(pred_ratio[true_k] - true_ratio).tolist())
         grade_true.append(int(truth["severity"]) if "severity" in truth else
@@ -351,6 +342,7 @@ def evaluate_mrjet(checkpoint, data, split: str, out_json, *, names=None, device
         "peak_height": float(peak_height),
         **(extra or {}),
     }
+    atomic_write_text(Path(out_json).parent / "per_item.json", json.dumps({"videos": per_video}) + "\n")
     return write_metrics_json(out_json, task="mrjet", split=split, n=len(names), **metrics)
 
 
@@ -371,14 +363,29 @@ INITS = ("random", "jigsaw", "jigsaw+color")
 TABLE_METRICS = ("hit_rate_exact", "hit_rate_within2", "dice", "ratio_mae", "accuracy")
 
 
+def _strength_tag(strength) -> str:
+    return "jigsaw+color" if strength is None else f"jigsaw+color s={float(strength):g}"
+
+
 def reproduce_mrjet(out, cfg: dict, opts: TrainerOptions, *, data=None, videos: int | None = None,
                     strict: bool = False) -> dict:
-    """Random init vs jigsaw-only vs jigsaw+colour pre-training at each label fraction.
+    """Random init vs jigsaw-only vs jigsaw+colour pre-training, with an oracle and paired verdicts.
 
-    Simulates ``cfg.mrjet.simulate.videos`` videos into ``OUT/data`` unless ``data``
-    is given. Runs whose ``metrics.json`` exists are reused, so an interrupted
-    comparison continues where it stopped. Writes ``OUT/results.json`` and
-    ``OUT/results.md`` (TEST split).
+    Settings ``mrjet.reproduce``: ``fractions`` (label shares; the smallest is the claim's,
+    10 %), ``seeds`` (downstream training seeds; the labeled videos are fixed by
+    ``split_seed``), ``color_strengths`` (``mrjet.jigsaw.color_strength`` of each
+    jigsaw+colour pre-training; the first is the table's "jigsaw+color" row, ``null`` the
+    preset's jitter/hue) and ``full_label_inits`` (the inits also trained on every
+    fraction above the smallest). Every seed trains the target rows (random, jigsaw,
+    jigsaw+color at the smallest fraction); the oracle, the extra colour strengths and the
+    larger fractions train with the first seed only (compute). The oracle is a backbone trained with supervision on *all*
+    the TRAIN labels (the 100 %-label random-init run), fine-tuned at the smallest fraction
+    like every other row; random init at that fraction is the floor. Pre-training runs once
+    (``cfg.seed``); seeds vary the downstream training.
+
+    Simulates ``cfg.mrjet.simulate.videos`` videos into ``OUT/data`` unless ``data`` is given.
+    Runs whose ``metrics.json`` exists are reused, so an interrupted comparison continues where it
+    stopped. Writes ``OUT/results.json`` (``rows``, ``claims``, ``n_test`` videos) and ``OUT/results.md``.
     """
     start = time.perf_counter()
     out = Path(out)
@@ -392,6 +399,12 @@ def reproduce_mrjet(out, cfg: dict, opts: TrainerOptions, *, data=None, videos: 
             simulate_mrjet(data, videos or sim["videos"], seed=cfg["seed"], size=sim["size"])
     data = Path(data)
     stage = dataclasses.replace(opts, resume=False)
+    rp = cfg["mrjet"]["reproduce"]
+    seeds = [int(x) for x in rp.get("seeds", [cfg["seed"]])]
+    strengths = list(rp.get("color_strengths") or [None])
+    fractions = sorted(float(f) for f in rp["fractions"])
+    low = fractions[0]
+    full_inits = list(rp.get("full_label_inits", INITS))
 
     def once(run: Path, fn):
         if not (run / "metrics.json").is_file():
@@ -403,37 +416,162 @@ def reproduce_mrjet(out, cfg: dict, opts: TrainerOptions, *, data=None, videos: 
 
     pre_epochs = cfg["mrjet"]["jigsaw"]["max_epochs"]
     pretrained = {}
-    for name, color in (("jigsaw", False), ("jigsaw+color", True)):
-        run = out / f"pretrain-{name.replace('+', '-')}"
-        once(run, lambda o, run=run, color=color: pretrain_jigsaw(
-            data, run, cfg, dataclasses.replace(o, max_epochs=pre_epochs, max_steps=None), color=color,
+    plan = [("jigsaw", False, None)] + [(_strength_tag(s) if k else "jigsaw+color", True, s)
+                                        for k, s in enumerate(strengths)]
+    for name, color, strength in plan:
+        run = out / f"pretrain-{name.replace('+', '-').replace(' ', '-').replace('=', '')}"
+        pcfg = cfg if strength is None else {**cfg, "mrjet": {**cfg["mrjet"], "jigsaw": {
+            **cfg["mrjet"]["jigsaw"], "color_strength": float(strength)}}}
+        once(run, lambda o, run=run, color=color, pcfg=pcfg: pretrain_jigsaw(
+            data, run, pcfg, dataclasses.replace(o, max_epochs=pre_epochs, max_steps=None), color=color,
             strict=strict))
         pretrained[name] = run
-    rows = []
     train_epochs = opts.max_epochs if opts.max_epochs is not None else cfg["mrjet"]["train"]["max_epochs"]
-    for fraction in cfg["mrjet"]["reproduce"]["fractions"]:
-        sub = {**cfg, "labeled_fraction": float(fraction)}
-        for init in INITS:
-            run = out / f"labels{int(round(100 * fraction))}-{init.replace('+', '-')}"
-            metrics = once(run, lambda o, run=run, sub=sub, init=init: train_mrjet(
-                data, run, sub, dataclasses.replace(o, max_epochs=train_epochs),
-                init=None if init == "random" else pretrained[init], strict=strict))
-            rows.append({"labeled_fraction": float(fraction), "init": init, "run": str(run),
-                         **{k: metrics.get(k) for k in (*TABLE_METRICS, "balanced_accuracy",
-                                                        "peak_precision_within2", "labeled_videos", "n")}})
-    result = {"preset": cfg.get("preset"), "data": str(data), "split": "TEST", "rows": rows,
+
+    def fine_tune(fraction: float, init: str, init_path, seed: int) -> tuple[Path, dict]:
+        sub = {**cfg, "labeled_fraction": float(fraction), "seed": seed}
+        tag = init.replace("+", "-").replace(" ", "-").replace("=", "")
+        run = out / (f"labels{int(round(100 * fraction))}-{tag}" + ("" if seed == seeds[0] else f"-seed{seed}"))
+        metrics = once(run, lambda o, run=run, sub=sub: train_mrjet(
+            data, run, sub, dataclasses.replace(o, max_epochs=train_epochs, seed=seed), init=init_path,
+            strict=strict))
+        return run, metrics
+
+    rows, per_item = [], {}
+    for fraction in reversed(fractions):  # the all-label run first: it is the oracle's backbone
+        inits = [*INITS[:1], *INITS[1:], *[_strength_tag(s) for s in strengths[1:]]] if fraction == low else \
+            [i for i in INITS if i in full_inits]
+        if fraction == low and fractions[-1] > low and "random" in full_inits:
+            inits.append(ORACLE)
+        for init in inits:
+            # the target rows (random, jigsaw, jigsaw+color) get every seed; the oracle, the extra
+            # colour strengths and the larger fractions the first (compute)
+            for seed in (seeds if fraction == low and init in INITS else seeds[:1]):
+                if init == ORACLE:
+                    init_path = out / f"labels{int(round(100 * fractions[-1]))}-random"
+                else:
+                    init_path = None if init == "random" else pretrained[init]
+                run, metrics = fine_tune(fraction, init, init_path, seed)
+                if fraction == low:
+                    per_item.setdefault(init, []).append(json.loads((run / "per_item.json").read_text())["videos"])
+                rows.append({"labeled_fraction": float(fraction), "init": init, "seed": seed, "run": str(run),
+                             **{k: metrics.get(k) for k in (*TABLE_METRICS, "balanced_accuracy",
+                                                            "peak_precision_within2", "labeled_videos", "n")}})
+    claims, n_test = mrjet_claims(per_item, strengths)
+    result = {"preset": cfg.get("preset"), "data": str(data), "split": "TEST", "unit": "video", "n_test": n_test,
+              "seeds": seeds, "claim_fraction": low, "color_strengths": strengths, "rows": rows,
+              "summary": summary_rows(rows), "claims": claims,
               "pretrain": {k: json.loads((v / "metrics.json").read_text()) for k, v in pretrained.items()},
               "seconds": round(time.perf_counter() - start, 1)}
     atomic_write_text(out / "results.json", json.dumps(result, indent=2) + "\n")
-    atomic_write_text(out / "results.md", results_markdown(rows))
+    atomic_write_text(out / "results.md", results_markdown(result["summary"]) + "\n" + claims_markdown(claims))
     return result
 
 
+ORACLE = "oracle (supervised, all labels)"
+
+
+def summary_rows(rows: list[dict]) -> list[dict]:
+    """One row per (fraction, init): metrics averaged over seeds, with the seed count."""
+    out: dict[tuple, dict] = {}
+    for r in rows:
+        key = (r["labeled_fraction"], r["init"])
+        out.setdefault(key, {"labeled_fraction": key[0], "init": key[1], "labeled_videos": r.get("labeled_videos"),
+                             "seeds": 0, **{k: [] for k in TABLE_METRICS}})
+        out[key]["seeds"] += 1
+        for k in TABLE_METRICS:
+            if r.get(k) is not None:
+                out[key][k].append(r[k])
+    for v in out.values():
+        for k in TABLE_METRICS:
+            v[k] = float(np.mean(v[k])) if v[k] else None
+    return list(out.values())
+
+
+def video_parts(per_seed: list[list[dict]], order: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-seed per-video parts ``(S, U, 2)``: (hits within 2 frames, true max frames) and (Dice sum, max frames)."""
+    hits, dices = [], []
+    for videos in per_seed:
+        by = {v["name"]: v for v in videos}
+        hits.append([[by[n]["hits_within2"], by[n]["n_true"]] for n in order])
+        dices.append([[float(np.sum(by[n]["dice"])), len(by[n]["dice"])] for n in order])
+    return np.asarray(hits, dtype=np.float64), np.asarray(dices, dtype=np.float64)
+
+
+def _ratio(x: np.ndarray) -> np.ndarray:
+    return x[..., 0] / np.where(x[..., 1] > 0, x[..., 1], np.nan)
+
+
+def mrjet_claims(per_item: dict, strengths, n_boot: int = 10000) -> tuple[list[dict], int]:
+    """Paired claims over TEST videos (unit = video, seeds averaged per replicate).
+
+    Hits: the share of true max frames with a predicted max frame within ±2 frames (pooled
+    over videos: a ratio of per-video sums); Dice: the mean jet Dice over the true max frames
+    (likewise). Paper target: pre-training (jigsaw, jigsaw+colour) beats random init at
+    10 % labels on both; then colour strength, and the protocol line (oracle beats the floor).
+    Returns ``(claims, number of TEST videos)``.
+    """
+    from echossl.evaluation import stats
+
+    order = sorted({v["name"] for v in per_item["random"][0]})
+    parts = {k: video_parts(v, order) for k, v in per_item.items()}
+
+    def diff(a, b, which):
+        k = 0 if which == "hits" else 1
+        return stats.paired_bootstrap_sums(parts[a][k], parts[b][k], _ratio, n_boot=n_boot)
+
+    claims = []
+    for a in ("jigsaw", "jigsaw+color"):
+        for which, label in (("hits", "hits (within ±2 frames)"), ("dice", "jet Dice")):
+            d, ci = diff(a, "random", which)
+            claims.append(stats.claim(f"{a} beats random init at 10% labels on {label}", d, ci, "higher"))
+    tags = ["jigsaw+color"] + [_strength_tag(s) for s in strengths[1:]]
+    names = [_strength_tag(strengths[0]) if strengths[0] is not None else "jigsaw+color (preset)"] + tags[1:]
+    for tag, name in zip(tags[1:], names[1:]):
+        d, ci = diff(tag, "random", "dice")
+        claims.append(stats.claim(f"{name} beats random init at 10% labels on jet Dice", d, ci, "higher"))
+        d, ci = diff(tag, "jigsaw+color", "dice")
+        claims.append(stats.claim(f"colour strength: {name} beats {names[0]} on jet Dice", d, ci, "higher"))
+    for tag, name in zip(tags, names):
+        d, ci = diff(tag, "jigsaw", "dice")
+        claims.append(stats.claim(f"colour tolerance L_c ({name}) beats jigsaw alone on jet Dice", d, ci, "higher"))
+    for which, label in (("hits", "hits"), ("dice", "jet Dice")) if ORACLE in parts else ():
+        d, ci = diff(ORACLE, "random", which)
+        c = stats.claim(f"protocol informative ({label}): oracle beats the random-init floor", d, ci, "higher")
+        c["informative"] = c["verdict"] == "holds"
+        claims.append(c)
+    return claims, len(order)
+
+
+def claims_markdown(claims: list[dict]) -> str:
+    from echossl.evaluation import stats
+
+    lines = ["| claim | difference [95% CI] | verdict |", "|---|---|---|"]
+    lines += [f"| {r['claim']} | {r['difference [95% CI]']} | {r['verdict']} |" for r in stats.format_claims(claims)]
+    return "\n".join(lines) + "\n"
+
+
+def print_claims(result: dict) -> None:
+    """The verdict table ``reproduce mrjet`` ends with."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from echossl.evaluation import stats
+
+    table = Table(title=f"Claims: paired over {result['n_test']} TEST videos ({len(result['seeds'])} seed(s))")
+    for col in ("claim", "difference [95% CI]", "verdict"):
+        table.add_column(col)
+    for r in stats.format_claims(result["claims"]):
+        table.add_row(r["claim"], r["difference [95% CI]"], r["verdict"])
+    Console().print(table)
+
+
 def results_markdown(rows: list[dict]) -> str:
-    head = ["labels", "init", *TABLE_METRICS]
+    head = ["labels", "init", "seeds", *TABLE_METRICS]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        vals = [f"{100 * r['labeled_fraction']:.0f}% ({r.get('labeled_videos')} videos)", r["init"]]
+        vals = [f"{100 * r['labeled_fraction']:.0f}% ({r.get('labeled_videos')} videos)", r["init"],
+                str(r.get("seeds", 1))]
         vals += ["-" if r.get(k) is None else f"{r[k]:.3f}" for k in TABLE_METRICS]
         lines.append("| " + " | ".join(vals) + " |")
     return "\n".join(lines) + "\n"

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from echossl.checkpoints import load_checkpoint
+from echossl.engine import load_checkpoint
 from echossl.errors import DataError, EchosslError
 from echossl.evaluation.beats import find_beats, segmentation_ef
 from echossl.io import atomic_write_text
@@ -334,13 +334,14 @@ def predict(checkpoint, inputs, out_csv, *, config=None, sets=(), preset: str | 
         cfg: an already-parsed override dict (merged like ``config``).
         overlay_dir: folder for videos with the mask outline (segmentation).
         masks_out: folder for per-frame masks, ``masks_format`` ``nifti`` or ``npy``.
-        accelerator, devices: where to run (:func:`echossl.evaluation.settings.select_device`).
+        accelerator, devices: where to run (:func:`echossl.engine.devices.select_device`).
         batch_size: frames (seg) or clips (EF) per forward pass; default the config's ``infer_batch``.
     """
     import torch
 
     from echossl.config import deep_merge
-    from echossl.evaluation.settings import checkpoint_config, inference_settings, load_override, select_device
+    from echossl.engine.devices import select_device
+    from echossl.evaluation.settings import checkpoint_config, inference_settings, load_override
 
     if masks_format not in ("nifti", "npy"):
         raise EchosslError(f"--masks-format must be nifti or npy, got {masks_format!r}")

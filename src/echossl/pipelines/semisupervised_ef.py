@@ -21,9 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities import CombinedLoader
-from torch.utils.data import DataLoader
 
-from echossl.checkpoints import load_checkpoint
+from echossl.engine import load_checkpoint
 from echossl.data.cache import FrameCache
 from echossl.data.echonet import (
     EchoNetDynamic,
@@ -45,6 +44,8 @@ from echossl.methods.css import SegmentationModule
 from echossl.methods.distill import TeacherStudent
 from echossl.methods.ef import EFRegression
 from echossl.progress import progress_bar
+from echossl.engine.devices import config_loader as _loader
+from echossl.engine.devices import training_device as _device
 
 
 @dataclass
@@ -96,12 +97,6 @@ def split_data(root: str | Path, cfg: dict, *, strict: bool = False) -> EchoNetS
     return EchoNetSplit(root, labeled, unlabeled, val, test, norm)
 
 
-def _loader(dataset, batch_size: int, cfg: dict, shuffle: bool, drop_last: bool = False) -> DataLoader:
-    workers = int(cfg["data"].get("workers", 0))
-    return DataLoader(dataset, batch_size=min(batch_size, max(1, len(dataset))), shuffle=shuffle,
-                      num_workers=workers, persistent_workers=workers > 0, drop_last=drop_last)
-
-
 def _norm(split: EchoNetSplit, section: dict) -> dict:
     """The split's normalisation with the frame size a model section asks for (``size``)."""
     return {**split.norm, "size": section.get("size", split.norm["size"])}
@@ -135,7 +130,7 @@ def train_seg(root, out, cfg: dict, opts: TrainerOptions, *, css: bool, init: st
                                 css=dict(seg["css"]) if css else None, norm=_norm(split, seg),
                                 loss_reduction=seg.get("loss_reduction", "mean"))
     if init:
-        from echossl.checkpoints import load_init_weights
+        from echossl.engine import load_init_weights
 
         load_init_weights(module.net, init, prefix="net.", allow_partial=bool(cfg.get("init_partial", False)),
                           record=run / "init.json")
@@ -157,12 +152,6 @@ def train_seg(root, out, cfg: dict, opts: TrainerOptions, *, css: bool, init: st
                 batch_size=seg.get("infer_batch", 64), device=_device(opts))
     evaluate_seg(run / "masks", split.root, split.test, run / "metrics.json")
     return run
-
-
-def _device(opts: TrainerOptions) -> torch.device:
-    if opts.accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
-        return torch.device("cuda")
-    return torch.device("cpu")
 
 
 def load_segmenter(checkpoint) -> tuple[SegmentationModule, dict]:
@@ -286,8 +275,10 @@ def train_ef(root, out, cfg: dict, opts: TrainerOptions, *, masks_run=None, init
                           mean_target=float(np.mean(labeled_ef)), optimizer=ef["optimizer"], lr=ef["lr"],
                           momentum=ef["momentum"], weight_decay=ef["weight_decay"], step_size=ef["step_size"],
                           norm=_norm(split, ef), masks_dir=masks_dir, model_kwargs=ef.get("model_kwargs"))
+    if masks_dir:
+        init_mask_channel(module.net, ef.get("mask_init", "mean"), seed=opts.seed)
     if init:
-        from echossl.checkpoints import load_init_weights
+        from echossl.engine import load_init_weights
 
         # the teacher's mask channel: ef.init_extra_channels (keep its random init, as the authors)
         load_init_weights(module.net, init, prefix="net.", allow_partial=bool(cfg.get("init_partial", False)),
@@ -303,6 +294,45 @@ def train_ef(root, out, cfg: dict, opts: TrainerOptions, *, masks_run=None, init
         return run
     evaluate_ef(best_checkpoint(run), split.root, "TEST", run / "metrics.json", cfg=cfg, device=_device(opts))
     return run
+
+
+MASK_INITS = ("mean", "negated", "random")
+
+
+def init_mask_channel(net: torch.nn.Module, how: str, seed: int | None = 0) -> None:
+    """Initialise the teacher's 4th (mask) input channel of its first convolution (``ef.mask_init``).
+
+    The video's three channels carry the same grey image (the conv sees it through
+    the *sum* of its three RGB filters), and the mask is ``2p - 1``: +1 in the
+    LV cavity, which is *dark* in the image.
+
+    - ``mean``: the mean of the RGB filters (:func:`echossl.models.video.widen_input`).
+      The mask then enters every filter as a third of a grey image of opposite
+      sign: the cavity's +1 cancels part of its own dark image, so at the start
+      the mask lowers the LV's contrast instead of adding a cue.
+    - ``negated``: minus the *sum* of the RGB filters, i.e. the filters see
+      ``image - mask`` at the same scale as the image: the mask reinforces the
+      cavity's dark-on-bright edge from the first step.
+    - ``random``: a fresh Kaiming-uniform filter (the layer's default) scaled by
+      √3 like the sum of three RGB filters: the mask drives features of its own,
+      independent of the image (the authors' random channel).
+    """
+    conv = net.stem[0]
+    if conv.in_channels != 4:
+        return
+    if how not in MASK_INITS:
+        raise EchosslError(f"ef.mask_init must be one of {', '.join(MASK_INITS)}, got {how!r}")
+    with torch.no_grad():
+        rgb = conv.weight[:, :3]
+        if how == "mean":
+            conv.weight[:, 3:] = rgb.mean(dim=1, keepdim=True)
+        elif how == "negated":
+            conv.weight[:, 3:] = -rgb.sum(dim=1, keepdim=True)
+        else:
+            gen = torch.Generator().manual_seed(int(seed or 0) + 4)
+            fan_in = conv.weight[0].numel()
+            bound = 1.0 / fan_in**0.5 * 3.0**0.5  # the layer default, kaiming_uniform(a=sqrt(5)), x sqrt(3)
+            conv.weight[:, 3:] = (torch.rand(conv.weight[:, 3:].shape, generator=gen) * 2 - 1) * bound
 
 
 def write_truth_masks(root, filenames, out_dir) -> Path:

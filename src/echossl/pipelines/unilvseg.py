@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from echossl.checkpoints import load_checkpoint, load_init_weights
+from echossl.engine import load_checkpoint, load_init_weights
 from echossl.data import sampling
 from echossl.data.cache import FrameCache
 from echossl.data.resize import resize_frames, resize_mask
@@ -53,6 +53,9 @@ from echossl.evaluation.metrics import dice_parts, dice_summary, mean_ci, pooled
 from echossl.io import atomic_write_bytes, atomic_write_text
 from echossl.methods.unilvseg import TemporalMaskingModule, VideoSegModule, mask_frames, masked_count
 from echossl.progress import progress_bar
+from echossl.engine.cost import count_parameters, flops_per_frame
+from echossl.engine.devices import config_loader as _loader
+from echossl.engine.devices import training_device as _device
 
 TASKS = ("temporal-masking", "video-seg")
 ARCHS = ("unet3d", "superimage")
@@ -79,17 +82,6 @@ def arch_settings(cfg: dict, arch: str) -> tuple[int, int, dict]:
     if frames < 1 or period < 1:
         raise EchosslError(f"unilvseg.{arch}.frames and .period must be positive, got {frames} and {period}")
     return frames, period, section
-
-
-def _device(opts: TrainerOptions | None = None) -> torch.device:
-    wants_gpu = opts is None or opts.accelerator in ("gpu", "cuda", "auto")
-    return torch.device("cuda" if wants_gpu and torch.cuda.is_available() else "cpu")
-
-
-def _loader(dataset, batch_size: int, cfg: dict, shuffle: bool) -> DataLoader:
-    workers = int(cfg["data"].get("workers", 0))
-    return DataLoader(dataset, batch_size=max(1, min(batch_size, len(dataset))), shuffle=shuffle,
-                      num_workers=workers, persistent_workers=workers > 0)
 
 
 # --------------------------------------------------------------------------- #
@@ -430,29 +422,6 @@ def infer_masks(module: VideoSegModule, root, names, out_dir, *, stride=None, ba
 # --------------------------------------------------------------------------- #
 # measurements
 # --------------------------------------------------------------------------- #
-
-def count_parameters(net: torch.nn.Module) -> int:
-    return int(sum(p.numel() for p in net.parameters()))
-
-
-@torch.no_grad()
-def flops_per_frame(net: torch.nn.Module, example: torch.Tensor, frames: int = 1) -> float:
-    """FLOPs of one forward pass on ``example`` divided by the ``frames`` it segments.
-
-    Counted with ``torch.utils.flop_counter.FlopCounterMode``, which counts a
-    multiply-add as 2 FLOPs; fvcore (the paper's Table I) counts it as 1, so
-    halve these figures to compare with the paper.
-    """
-    from torch.utils.flop_counter import FlopCounterMode
-
-    was_training = net.training
-    net.eval()
-    counter = FlopCounterMode(display=False)
-    with counter:
-        net(example)
-    net.train(was_training)
-    return counter.get_total_flops() / max(1, frames)
-
 
 def video_net_cost(module) -> dict:
     """``params_m`` and ``gflops_per_frame`` of a UniLVSeg network on one clip of its size."""

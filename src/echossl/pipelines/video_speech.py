@@ -25,9 +25,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
-from echossl.checkpoints import load_checkpoint, load_init_weights
+from echossl.engine import load_checkpoint, load_init_weights
 from echossl.config import deep_merge
 from echossl.data import sweep as sw
 from echossl.engine import TrainerOptions, best_checkpoint, fit, prepare_run
@@ -35,6 +34,8 @@ from echossl.errors import EchosslError
 from echossl.evaluation.metrics import bootstrap_ci, mean_ci, write_metrics_json
 from echossl.io import atomic_write_bytes, atomic_write_text
 from echossl.methods.video_speech import PlaneModule, SaliencyModule, VideoSpeechPretraining, voicing_control
+from echossl.engine.devices import make_loader as _loader
+from echossl.engine.devices import training_device as _device
 
 TASKS = ("video-speech", "plane", "saliency")
 ROWS = (  # (row name in the table, pre-training variant or None for random init)
@@ -67,24 +68,16 @@ def load_scans(root, cfg: dict, splits=("TRAIN", "VAL", "TEST")) -> dict[str, li
     return out
 
 
-def _loader(ds, batch_size: int, shuffle: bool, workers: int = 0, drop_last: bool = False) -> DataLoader:
-    bs = min(batch_size, max(1, len(ds)))
-    return DataLoader(ds, batch_size=bs, shuffle=shuffle, num_workers=workers, persistent_workers=workers > 0,
-                      drop_last=drop_last and len(ds) > bs)
-
-
-def _device(opts: TrainerOptions) -> torch.device:
-    if opts.accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
-        return torch.device("cuda")
-    return torch.device("cpu")
-
-
-def _intervals(scans, vs: dict, *, seed: int | None) -> sw.VideoSpeechIntervals:
+def _intervals(scans, vs: dict, *, seed: int | None, variant: str = "full") -> sw.VideoSpeechIntervals:
+    """The pre-training pairs. Speech is drawn among voiced excerpts (``data.voiced_sampling``) only
+    for the affinity-aware ``full`` variant: self-paced learning by voice activity is what that row
+    adds; ``baseline`` and ``contrast`` draw blindly, as the paper's pairs of Sec. 2.1."""
     d = vs["data"]
     return sw.VideoSpeechIntervals(
         scans, interval_seconds=d["interval_seconds"], excerpt_seconds=d["excerpt_seconds"], groups=d["groups"],
         shift_range=d["shift_range"], size=d["size"], order_step=d["order_step"], order_crop=d["order_crop"],
-        min_voiced=d["min_voiced"], vad_hop_seconds=vs["vad"]["hop_seconds"], seed=seed)
+        min_voiced=d["min_voiced"], vad_hop_seconds=vs["vad"]["hop_seconds"], seed=seed,
+        voiced_sampling=bool(d.get("voiced_sampling", True)) and variant == "full")
 
 
 # --------------------------------------------------------------------------- #
@@ -110,8 +103,9 @@ def pretrain(root, out, cfg: dict, opts: TrainerOptions, *, variant: str | None 
         load_init_weights(module.net, _checkpoint_file(init), prefix="net.",
                           allow_partial=bool(cfg.get("init_partial", False)), record=run / "init.json")
     workers = int(vs["data"].get("workers", 0))
-    train = _loader(_intervals(scans["TRAIN"], vs, seed=None), p["batch_size"], True, workers, drop_last=True)
-    val = _loader(_intervals(scans["VAL"], vs, seed=cfg["seed"]), p["batch_size"], False, workers)
+    train = _loader(_intervals(scans["TRAIN"], vs, seed=None, variant=variant), p["batch_size"], True, workers,
+                    drop_last=True)
+    val = _loader(_intervals(scans["VAL"], vs, seed=cfg["seed"], variant=variant), p["batch_size"], False, workers)
     trainer = fit(module, train, val, run, opts, monitor="val_loss", mode="min")
     if scans.get("TEST") and trainer.is_global_zero:  # under DDP, evaluate once
         evaluate_pretext(best_checkpoint(run), scans["TEST"], cfg, run / "metrics.json", device=_device(opts))
@@ -134,7 +128,7 @@ def evaluate_pretext(checkpoint, scans, cfg: dict, out_json, *, split: str = "TE
     module, hp = load_module(checkpoint, "video-speech")
     module.to(device or "cpu")
     vs = _section(cfg)
-    ds = _intervals(scans, vs, seed=cfg["seed"] + 1)
+    ds = _intervals(scans, vs, seed=cfg["seed"] + 1, variant=hp["variant"])
     correct, high, order_ok, pos_v, neg_v = [], [], [], [], []
     for batch in _loader(ds, vs["pretrain"]["batch_size"], False):
         batch = {k: v.to(module.device) for k, v in batch.items()}
@@ -300,6 +294,27 @@ def confusion_png(true: np.ndarray, pred: np.ndarray, names: list[str], title: s
     return buf.getvalue()
 
 
+def write_per_item(path, data: dict) -> None:
+    """``RUN/per_item.json``: the per-scan / per-frame values that paired claims resample by scan."""
+    atomic_write_text(path, json.dumps(data, allow_nan=True) + "\n")
+
+
+def plane_parts(ds: sw.PlaneFrames, true: np.ndarray, pred: np.ndarray, n_classes: int) -> dict:
+    """Per-scan confusion matrices ``{"scans": [name], "confusion": (U, K, K)}`` (rows true, columns predicted).
+
+    Macro-F1 is not a mean of per-frame values, but it is a function of summed confusion
+    matrices, so a scan bootstrap resamples these (:func:`echossl.evaluation.stats.paired_bootstrap_sums`)."""
+    scan_of = np.array([s for s, _ in ds.index])
+    names, conf = [], []
+    for s in sorted(set(scan_of.tolist())):
+        m = scan_of == s
+        c = np.zeros((n_classes, n_classes), dtype=np.int64)
+        np.add.at(c, (true[m].astype(int), pred[m].astype(int)), 1)
+        names.append(ds.scans[s].name)
+        conf.append(c.tolist())
+    return {"scans": names, "confusion": conf}
+
+
 def evaluate_plane(checkpoint, scans, cfg: dict, out_json, *, split: str = "TEST", device=None) -> dict:
     module, hp = load_module(checkpoint, "plane")
     module.to(device or "cpu")
@@ -310,6 +325,7 @@ def evaluate_plane(checkpoint, scans, cfg: dict, out_json, *, split: str = "TEST
     true, pred = ds.labels(), predict_planes(module, ds)
     metrics = plane_metrics(true, pred, seed=cfg["seed"])
     names = hp.get("class_names") or [str(i) for i in range(hp["n_classes"])]
+    write_per_item(Path(out_json).parent / "per_item.json", plane_parts(ds, true, pred, hp["n_classes"]))
     atomic_write_bytes(Path(out_json).parent / "confusion.png",
                        confusion_png(true, pred, names, f"{split}: F1 {metrics['f1']:.3f}"))
     write_metrics_json(out_json, task="plane", split=split, n=len(ds), **metrics)
@@ -361,6 +377,7 @@ def evaluate_saliency(checkpoint, root, scans, cfg: dict, out_json, *, split: st
     if len(ds) == 0:
         raise EchosslError(f"no {split} frames with gaze to evaluate")
     per = {k: [] for k in ("kl", "nss", "auc", "cc", "sim")}
+    frame_scan = [ds.scans[s].name for s, _ in ds.index]
     for batch in _loader(ds, 128, False):
         pred = module(batch["image"].to(module.device)).cpu().numpy()
         for k, v in per_map_metrics(pred, batch["saliency"].numpy(), batch["fixations"].numpy()).items():
@@ -371,6 +388,8 @@ def evaluate_saliency(checkpoint, root, scans, cfg: dict, out_json, *, split: st
         metrics[k] = float(np.nanmean(v))
     for k, v in per.items():
         metrics[f"{k}_ci95"] = mean_ci(v[np.isfinite(v)])
+    write_per_item(Path(out_json).parent / "per_item.json",
+                   {"scan": frame_scan, **{k: [float(x) for x in v] for k, v in per.items()}})
     folder = Path(out_json).parent / "overlays"
     picks = np.linspace(0, len(ds) - 1, min(overlays, len(ds))).astype(int)
     for j, i in enumerate(picks):
@@ -420,38 +439,226 @@ def _stage(run: Path, make) -> dict:
     return json.loads((run / "metrics.json").read_text())
 
 
-def reproduce(root, out, cfg: dict, opts_for) -> dict:
-    """All rows of Tables 1-3 on one data set; ``opts_for(section)`` gives each stage's TrainerOptions.
+def cv_folds(names: list[str], folds: int, seed: int, val_share: float = 0.15) -> list[dict[str, list[str]]]:
+    """``folds``-fold cross-validation over scans (paper Sec. 3.1: 3 folds, 90/45 train/test).
 
-    Writes ``OUT/results.json`` (``{"rows": [{"method", metric...}], "target": {...}, "seconds"}``)
-    and ``OUT/results.md``.
+    Every scan is TEST in exactly one fold. The other scans of a fold are split into TRAIN and
+    VAL (``val_share``, at least one; model selection). Depends only on the set of names and ``seed``.
     """
+    names = sorted(set(names))
+    if folds < 2 or len(names) < 2 * folds:
+        raise EchosslError(f"{folds}-fold cross-validation needs at least {2 * folds} scans, got {len(names)}")
+    order = [names[k] for k in np.random.default_rng(seed).permutation(len(names))]
+    out = []
+    for f in range(folds):
+        test = sorted(order[f::folds])
+        rest = [n for n in order if n not in test]
+        n_val = max(1, int(round(val_share * len(rest))))
+        out.append({"TRAIN": sorted(rest[n_val:]), "VAL": sorted(rest[:n_val]), "TEST": test})
+    return out
+
+
+def _rows_for(variants) -> list[tuple[str, str | None]]:
+    names = dict((v, n) for n, v in ROWS)
+    rows = [("random init", None)]
+    rows += [(names[v], v) for v in ("video-only", "baseline", "contrast", "full") if v in variants]
+    return rows + [(ORACLE, "oracle")]
+
+
+ORACLE = "oracle (supervised on all plane labels)"
+
+
+def reproduce(root, out, cfg: dict, opts_for) -> dict:
+    """Tables 1-3 under 3-fold cross-validation over scans, with paired verdicts.
+
+    ``opts_for(section)`` gives each stage's TrainerOptions. Settings: ``video_speech.reproduce``
+    (``folds``, ``seeds``, ``variants``). Per fold: every pre-training variant on the fold's
+    TRAIN scans (VAL for selection); an oracle backbone trained with supervision on *all*
+    the fold's TRAIN plane labels; then each init (random, the variants, the oracle) is
+    fine-tuned on both tasks at ``labeled_fraction`` for each seed (labeled scans fixed by
+    ``split_seed``). TEST predictions of the folds are pooled (every scan is TEST once).
+
+    Writes ``OUT/results.json`` (``rows``, ``claims``, ``n_test`` scans, ``folds``, ``seconds``)
+    and ``OUT/results.md`` (table + verdict table).
+    """
+    from echossl.evaluation import stats
+
     start = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    scans = load_scans(root, cfg)
-    pretrained: dict[str, Path] = {}
-    for variant in ("full", "video-only", "baseline", "contrast"):  # the two rows the target compares first
-        run = out / f"pretrain-{variant}"
-        _stage(run, lambda: pretrain(root, run, cfg, opts_for("pretrain"), variant=variant, scans=scans))
-        pretrained[variant] = best_checkpoint(run)
+    vs = _section(cfg)
+    rp = vs.get("reproduce") or {}
+    n_folds, seeds = int(rp.get("folds", 3)), [int(x) for x in rp.get("seeds", [cfg["seed"]])]
+    variants = list(rp.get("variants", ["video-only", "full"]))
+    loaded = load_scans(root, cfg)
+    every = {sc.name: sc for split in loaded.values() for sc in split}
+    folds = cv_folds(list(every), n_folds, cfg.get("split_seed", 0))
+    rows_spec = _rows_for(variants)
+    per_plane: dict[str, list] = {tag or "random": [[] for _ in seeds] for _, tag in rows_spec}
+    per_sal: dict[str, list] = {tag or "random": [[] for _ in seeds] for _, tag in rows_spec}
+    pretext: dict[str, list] = {}
+    test_scans: list[str] = []
+    for f, fold in enumerate(folds):
+        scans = {k: [every[n] for n in v] for k, v in fold.items()}
+        base = out / f"fold{f}"
+        test_scans += fold["TEST"]
+        inits: dict[str, str | None] = {"random": None}
+        for variant in variants:
+            run = base / f"pretrain-{variant}"
+            _stage(run, lambda run=run, variant=variant: pretrain(root, run, cfg, opts_for("pretrain"),
+                                                                  variant=variant, scans=scans))
+            pretext.setdefault(variant, []).append(json.loads((run / "metrics.json").read_text()))
+            inits[variant] = str(best_checkpoint(run))
+        oracle_cfg = deep_merge(cfg, {"video_speech": {"plane": {"labeled_fraction": 1.0}}})
+        run = base / "oracle-plane-all-labels"
+        _stage(run, lambda run=run: train_plane(root, run, oracle_cfg, opts_for("plane"), scans=scans))
+        inits["oracle"] = str(best_checkpoint(run))
+        for k, seed in enumerate(seeds):
+            sub = {**cfg, "seed": seed}
+            for _, tag in rows_spec:
+                tag = tag or "random"
+                suffix = "" if k == 0 else f"-seed{seed}"
+                plane_run, sal_run = base / f"plane-{tag}{suffix}", base / f"saliency-{tag}{suffix}"
+                init = inits[tag]
+                _stage(plane_run, lambda r=plane_run, i=init: train_plane(
+                    root, r, sub, dataclasses.replace(opts_for("plane"), seed=seed), init=i, scans=scans))
+                _stage(sal_run, lambda r=sal_run, i=init: train_saliency(
+                    root, r, sub, dataclasses.replace(opts_for("saliency"), seed=seed), init=i, scans=scans))
+                per_plane[tag][k].append(json.loads((plane_run / "per_item.json").read_text()))
+                per_sal[tag][k].append(json.loads((sal_run / "per_item.json").read_text()))
+    parts = {tag: _pool_plane(v, test_scans) for tag, v in per_plane.items()}      # (S, U, K, K)
+    nss = {tag: _pool_saliency(v, test_scans) for tag, v in per_sal.items()}       # {metric: (S, U, 2)}
     rows = []
-    for name, variant in ROWS:
-        tag = variant or "random"
-        init = str(pretrained[variant]) if variant else None
-        plane_run, sal_run = out / f"plane-{tag}", out / f"saliency-{tag}"
-        pm = _stage(plane_run, lambda: train_plane(root, plane_run, cfg, opts_for("plane"), init=init, scans=scans))
-        sm = _stage(sal_run, lambda: train_saliency(root, sal_run, cfg, opts_for("saliency"), init=init, scans=scans))
-        rows.append({"method": name, "init": tag, **{k: pm[k] for k in ("precision", "recall", "f1")},
-                     **{k: sm[k] for k in ("kl", "nss", "auc", "cc", "sim")}, "n_plane": pm["n"], "n_saliency": sm["n"]})
-    by = {r["init"]: r for r in rows}
-    target = {"full_beats_video_only_f1": by["full"]["f1"] > by["video-only"]["f1"],
-              "full_beats_video_only_nss": by["full"]["nss"] > by["video-only"]["nss"]}
-    result = {"preset": cfg.get("preset"), "seed": cfg["seed"], "rows": rows, "target": target,
+    for name, tag in rows_spec:
+        tag = tag or "random"
+        conf = parts[tag].sum(1)                                                     # (S, K, K)
+        row = {"method": name, "init": tag, "seeds": len(seeds),
+               "f1": float(stats.macro_f1_from_confusion(conf).mean()),
+               **{k: float(v) for k, v in zip(("precision", "recall"), _macro_pr(conf))}}
+        for metric, arr in nss[tag].items():
+            row[metric] = float(np.mean(arr[..., 0].sum(1) / arr[..., 1].sum(1)))
+        rows.append(row)
+    claims = video_speech_claims(parts, nss, variants)
+    result = {"preset": cfg.get("preset"), "seed": cfg["seed"], "seeds": seeds, "folds": n_folds,
+              "unit": "scan", "n_test": len(test_scans), "test_scans": test_scans, "rows": rows, "claims": claims,
+              "pretext": {v: _mean_pretext(m) for v, m in pretext.items()},
+              "target": {"full_beats_video_only_f1": _verdict_of(claims, "plane F1", "video-only"),
+                         "full_beats_video_only_nss": _verdict_of(claims, "NSS", "video-only")},
               "seconds": round(time.perf_counter() - start, 1)}
     atomic_write_text(out / "results.json", json.dumps(result, indent=2) + "\n")
-    atomic_write_text(out / "results.md", results_markdown(rows))
+    atomic_write_text(out / "results.md", results_markdown(rows) + "\n" + claims_markdown(claims))
     return result
+
+
+def _verdict_of(claims: list[dict], metric: str, other: str) -> str | None:
+    for c in claims:
+        if c["claim"].startswith("full") and metric in c["claim"] and other in c["claim"]:
+            return c["verdict"]
+    return None
+
+
+def _mean_pretext(per_fold: list[dict]) -> dict:
+    keys = [k for k, v in per_fold[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return {k: float(np.nanmean([m[k] if m.get(k) is not None else np.nan for m in per_fold])) for k in keys}
+
+
+def _pool_plane(per_seed_folds: list[list[dict]], order: list[str]) -> np.ndarray:
+    """Per-fold per-scan confusion matrices -> ``(S, U, K, K)`` in ``order`` (the TEST scans of all folds)."""
+    out = []
+    for folds in per_seed_folds:
+        by = {n: c for d in folds for n, c in zip(d["scans"], d["confusion"])}
+        k = len(next(iter(by.values())))
+        out.append([by.get(n, np.zeros((k, k)).tolist()) for n in order])  # a scan without labels adds nothing
+    return np.asarray(out, dtype=np.float64)
+
+
+def _pool_saliency(per_seed_folds: list[list[dict]], order: list[str]) -> dict[str, np.ndarray]:
+    """Per-frame saliency metrics -> ``{metric: (S, U, 2)}`` per-scan ``(sum, count)`` of finite values."""
+    res: dict[str, list] = {}
+    for folds in per_seed_folds:
+        acc = {m: {n: [0.0, 0.0] for n in order} for m in ("kl", "nss", "auc", "cc", "sim")}
+        for d in folds:
+            for m in acc:
+                for n, v in zip(d["scan"], d[m]):
+                    if v is not None and np.isfinite(v):
+                        acc[m][n][0] += float(v)
+                        acc[m][n][1] += 1.0
+        for m, by in acc.items():
+            res.setdefault(m, []).append([by[n] for n in order])
+    return {m: np.asarray(v, dtype=np.float64) for m, v in res.items()}
+
+
+def _macro_pr(conf: np.ndarray) -> tuple[float, float]:
+    """Mean over seeds of macro precision and recall over the classes present, from ``(S, K, K)``."""
+    tp = np.diagonal(conf, axis1=-2, axis2=-1)
+    support, predicted = conf.sum(-1), conf.sum(-2)
+    present = support > 0
+    prec = np.where(predicted > 0, tp / np.maximum(predicted, 1), 0.0)
+    rec = np.where(support > 0, tp / np.maximum(support, 1), 0.0)
+    n = np.maximum(present.sum(-1), 1)
+    return float(((prec * present).sum(-1) / n).mean()), float(((rec * present).sum(-1) / n).mean())
+
+
+def _ratio(x: np.ndarray) -> np.ndarray:
+    return x[..., 0] / np.where(x[..., 1] > 0, x[..., 1], np.nan)
+
+
+def video_speech_claims(parts: dict, sal: dict, variants, n_boot: int = 10000) -> list[dict]:
+    """Paired claims over TEST scans (unit = scan; seeds averaged per replicate).
+
+    ``parts[tag]``: ``(S, U, K, K)`` per-scan plane confusion; ``sal[tag][metric]``: ``(S, U, 2)``
+    per-scan (sum, count) of a per-frame saliency metric. The paper's target (Tables 1-2):
+    the full model beats video-only on plane F1 and on NSS; then each pre-training against
+    random init, and the protocol line: the oracle beats the random-init floor.
+    """
+    from echossl.evaluation import stats
+
+    def f1(a, b):
+        return stats.paired_bootstrap_sums(parts[a], parts[b], stats.macro_f1_from_confusion, n_boot=n_boot)
+
+    def nss(a, b):
+        return stats.paired_bootstrap_sums(sal[a]["nss"], sal[b]["nss"], _ratio, n_boot=n_boot)
+
+    claims = []
+    pairs = [("full", "video-only")] if {"full", "video-only"} <= set(variants) else []
+    pairs += [(v, "random") for v in ("full", "video-only", "contrast", "baseline") if v in variants]
+    label = {"full": "full", "video-only": "video-only", "contrast": "+ cm. contrast", "baseline": "baseline",
+             "random": "random init"}
+    for a, b in pairs:
+        d, ci = f1(a, b)
+        claims.append(stats.claim(f"{label[a]} beats {label[b]} on plane F1", d, ci, "higher"))
+        d, ci = nss(a, b)
+        claims.append(stats.claim(f"{label[a]} beats {label[b]} on NSS", d, ci, "higher"))
+    for metric, fn in (("plane F1", f1), ("NSS", nss)):
+        d, ci = fn("oracle", "random")
+        c = stats.claim(f"protocol informative ({metric}): oracle beats the random-init floor", d, ci, "higher")
+        c["informative"] = c["verdict"] == "holds"
+        claims.append(c)
+    return claims
+
+
+def claims_markdown(claims: list[dict]) -> str:
+    from echossl.evaluation import stats
+
+    lines = ["| claim | difference [95% CI] | verdict |", "|---|---|---|"]
+    lines += [f"| {r['claim']} | {r['difference [95% CI]']} | {r['verdict']} |" for r in stats.format_claims(claims)]
+    return "\n".join(lines) + "\n"
+
+
+def print_claims(result: dict) -> None:
+    """The verdict table a ``reproduce`` command ends with."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from echossl.evaluation import stats
+
+    table = Table(title=f"Claims: paired over {result['n_test']} TEST {result.get('unit', 'item')}s "
+                        f"({len(result.get('seeds', [0]))} seed(s))")
+    for col in ("claim", "difference [95% CI]", "verdict"):
+        table.add_column(col)
+    for r in stats.format_claims(result["claims"]):
+        table.add_row(r["claim"], r["difference [95% CI]"], r["verdict"])
+    Console().print(table)
 
 
 def results_markdown(rows: list[dict]) -> str:

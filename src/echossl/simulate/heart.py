@@ -265,25 +265,39 @@ def sample_heart(
     skew = rng.uniform(-0.08, 0.08)
     # mild, smooth wall irregularity (a random walk along each side)
     bulge = 1.0 + rng.normal(0.0, 0.006, (2, N_CHORDS)).cumsum(axis=1)
-    half_left = half_max * profile * (1.0 + skew) * bulge[0]
-    half_right = half_max * profile * (1.0 - skew) * bulge[1]
-    chord_es, axis_es = es_scales(ef)
     apex = np.array([width / 2.0 + rng.uniform(-0.2, 0.5) * cm, rng.uniform(1.0, 1.8) * cm])
-    theta = rng.uniform(0.0, 0.2)
-    return Heart(
-        apex=apex,
-        theta=theta,
-        length=length,
-        half_left=half_left,
-        half_right=half_right,
-        chord_es=chord_es,
-        axis_es=axis_es,
-        wall=rng.uniform(*wall_cm) * cm,
-        thin_wall=rng.uniform(0.25, 0.4) * cm,
-        rv=(length * rng.uniform(0.33, 0.42), half_max * rng.uniform(0.55, 0.75)),
-        la=(length * rng.uniform(0.27, 0.35), half_max * rng.uniform(0.75, 0.9)),
-        ra=(length * rng.uniform(0.25, 0.32), half_max * rng.uniform(0.6, 0.8)),
-    )
+    return _assemble_heart(rng, cm, ef, apex=apex, theta=rng.uniform(0.0, 0.2), length=length, half_max=half_max,
+                           profile=profile, skew=skew, bulge=bulge, wall_cm=wall_cm, thin_wall=(0.25, 0.4),
+                           rv=((0.33, 0.42), (0.55, 0.75)), la=((0.27, 0.35), (0.75, 0.9)),
+                           ra=((0.25, 0.32), (0.6, 0.8)))
+
+
+def _assemble_heart(rng: np.random.Generator, cm: float, ef: float, *, apex, theta: float, length: float,
+                    half_max: float, profile, skew: float, bulge, wall_cm, thin_wall, rv, la, ra,
+                    extra=()) -> Heart:
+    """The :class:`Heart` of a drawn LV outline; draws the walls and the other chambers.
+
+    Shared by :func:`sample_heart` (easy) and :func:`sample_heart_varied` (default).
+    The draws happen in a fixed order (wall, thin wall, RV, LA, RA, then ``extra``),
+    so each style's stream of random numbers, and therefore its pixels, is what it
+    was when the two functions spelled this out separately.
+
+    Args:
+        rv, la, ra: ``((lo, hi), (lo, hi))`` ranges of the chamber's (length, width)
+            as fractions of the LV's long axis and maximal half-width.
+        extra: ``(field, lo, hi, scale)`` rows; ``field = uniform(lo, hi) * scale``.
+    """
+    fields = {"apex": apex, "theta": theta, "length": length,
+              "half_left": half_max * profile * (1.0 + skew) * bulge[0],
+              "half_right": half_max * profile * (1.0 - skew) * bulge[1]}
+    fields["chord_es"], fields["axis_es"] = es_scales(ef)
+    fields["wall"] = rng.uniform(*wall_cm) * cm
+    fields["thin_wall"] = rng.uniform(*thin_wall) * cm
+    for name, (along, across) in (("rv", rv), ("la", la), ("ra", ra)):
+        fields[name] = (length * rng.uniform(*along), half_max * rng.uniform(*across))
+    for name, lo, hi, scale in extra:
+        fields[name] = rng.uniform(lo, hi) * scale
+    return Heart(**fields)
 
 
 def lv_tracings(heart: Heart, v, shift=None) -> np.ndarray:
@@ -558,28 +572,13 @@ def sample_heart_varied(
     profile /= profile.max()
     skew = rng.uniform(-0.2, 0.2)
     bulge = 1.0 + cv2.GaussianBlur(rng.normal(0.0, 0.05, (2, N_CHORDS)), (0, 0), 2.0, sigmaY=0.01)
-    half_left = half_max * profile * (1.0 + skew) * bulge[0]
-    half_right = half_max * profile * (1.0 - skew) * bulge[1]
-    chord_es, axis_es = es_scales(ef)
     apex = np.array([width / 2.0 + rng.uniform(-1.5, 1.5) * cm, rng.uniform(0.5, 3.0) * cm])
-    return Heart(
-        apex=apex,
-        theta=rng.uniform(-0.25, 0.45),
-        length=length,
-        half_left=half_left,
-        half_right=half_right,
-        chord_es=chord_es,
-        axis_es=axis_es,
-        wall=rng.uniform(*wall_cm) * cm,
-        thin_wall=rng.uniform(0.15, 0.5) * cm,
-        rv=(length * rng.uniform(0.25, 0.5), half_max * rng.uniform(0.4, 0.95)),
-        la=(length * rng.uniform(0.2, 0.4), half_max * rng.uniform(0.6, 1.05)),
-        ra=(length * rng.uniform(0.2, 0.38), half_max * rng.uniform(0.5, 0.9)),
-        rv_pos=rng.uniform(0.45, 0.75),
-        thickening=rng.uniform(0.2, 0.6),
-        la_offset=rng.uniform(-0.4, 0.4) * half_max,
-        ra_gap=rng.uniform(0.0, 0.5) * cm,
-    )
+    return _assemble_heart(rng, cm, ef, apex=apex, theta=rng.uniform(-0.25, 0.45), length=length,
+                           half_max=half_max, profile=profile, skew=skew, bulge=bulge, wall_cm=wall_cm,
+                           thin_wall=(0.15, 0.5), rv=((0.25, 0.5), (0.4, 0.95)), la=((0.2, 0.4), (0.6, 1.05)),
+                           ra=((0.2, 0.38), (0.5, 0.9)),
+                           extra=(("rv_pos", 0.45, 0.75, 1.0), ("thickening", 0.2, 0.6, 1.0),
+                                  ("la_offset", -0.4, 0.4, half_max), ("ra_gap", 0.0, 0.5, cm)))
 
 
 def fit_heart(heart: Heart, sector_apex, radius: float, half_angle: float, tilt: float, width: int,

@@ -29,6 +29,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 from echossl.config import save_config
+from echossl.engine.checkpoints import best_checkpoint  # noqa: F401  (re-exported: the trainer's runs)
 from echossl.errors import CheckpointError, EchosslError
 from echossl.io import atomic_write_bytes, make_dirs, output_error
 
@@ -241,15 +242,6 @@ def fit(module: L.LightningModule, train_loaders, val_loaders, run: Path, opts: 
             raise
         raise output_error(err, err.filename or run) from err
     return trainer
-
-
-def best_checkpoint(run: str | Path) -> Path:
-    """``best.ckpt`` if validation ever ran, else ``last.ckpt``."""
-    run = Path(run)
-    for name in ("best.ckpt", "last.ckpt"):
-        if (run / "checkpoints" / name).exists():
-            return run / "checkpoints" / name
-    raise EchosslError(f"{run} holds no checkpoint (expected checkpoints/best.ckpt or last.ckpt)")
 
 
 def finite(value: float) -> float | None:
