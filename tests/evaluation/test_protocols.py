@@ -110,3 +110,32 @@ def test_flops_are_counted_for_the_backbone():
     gflops = inference_gflops(backbone)
     # patch embedding alone: 2 * tokens * dim * (2*8*8*3) multiply-adds
     assert gflops * 1e9 > 2 * 8 * 16 * (2 * 8 * 8 * 3)
+
+
+def test_items_give_the_per_video_values_behind_the_metrics():
+    rng = np.random.default_rng(2)
+    train, val, test = (_features(rng.uniform(20, 85, n), seed=i) for i, n in enumerate((60, 20, 20)))
+    knn = P.knn_anomaly(train, val, test, ks=(1, 5), items=True)
+    items = knn["items"]
+    assert len(items["pred"]) == len(items["label"]) == 20
+    assert np.mean(np.asarray(items["pred"]) == np.asarray(items["label"])) == pytest.approx(knn["accuracy"])
+    probe = P.linear_probes(train, test, val, epochs=5, bootstrap=0, items=True)
+    err = np.abs(np.subtract(probe["items"]["ef_pred"], probe["items"]["ef"]))
+    assert err.mean() == pytest.approx(probe["probe_mae"])
+
+
+@pytest.mark.slow
+def test_oracles_train_a_copy_and_leave_the_backbone_unchanged(sim_echonet, tmp_path):
+    from echossl.simulate.camus import simulate_camus
+
+    simulate_camus(tmp_path, 3, seed=0, progress=False)
+    backbone = _tiny_backbone()
+    before = {k: v.clone() for k, v in backbone.state_dict().items()}
+    ef = P.supervised_ef_backbone(backbone, sim_echonet, epochs=2, batch_size=4, lr=1e-3, head_lr=1e-2)
+    seg = P.supervised_seg_backbone(backbone, tmp_path, epochs=1, batch_size=2, lr=1e-3, width=8)
+    _assert_same_weights(before, backbone)
+    for trained in (ef, seg):
+        moved = [k for k, v in trained.state_dict().items() if not torch.equal(v, before[k])]
+        assert "encoder.patch_embed.proj.weight" in moved or any("patch" in k for k in moved), moved
+    out = P.frozen_segmentation(seg, tmp_path, epochs=1, batch_size=16, width=8, items=True)
+    assert len(out["items"]["dice"]) == len(out["items"]["patient"]) == out["seg_n"]

@@ -430,7 +430,7 @@ def reproduce_mrjet(out, cfg: dict, opts: TrainerOptions, *, data=None, videos: 
 
     def fine_tune(fraction: float, init: str, init_path, seed: int) -> tuple[Path, dict]:
         sub = {**cfg, "labeled_fraction": float(fraction), "seed": seed}
-        tag = init.replace("+", "-").replace(" ", "-").replace("=", "")
+        tag = "oracle" if init == ORACLE else init.replace("+", "-").replace(" ", "-").replace("=", "")
         run = out / (f"labels{int(round(100 * fraction))}-{tag}" + ("" if seed == seeds[0] else f"-seed{seed}"))
         metrics = once(run, lambda o, run=run, sub=sub: train_mrjet(
             data, run, sub, dataclasses.replace(o, max_epochs=train_epochs, seed=seed), init=init_path,
