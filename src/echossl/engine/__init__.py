@@ -8,7 +8,6 @@
 - :mod:`~echossl.engine.tasks`: the one task table (checkpoint task -> module, evaluation, kind).
 - :mod:`~echossl.engine.devices`: the inference device and DataLoader helpers.
 - :mod:`~echossl.engine.cost`: parameters and FLOPs.
-- :mod:`~echossl.engine.inference`: whole-video inference (clips, sliding windows).
 
 Names are loaded on first use, so ``from echossl.engine import load_checkpoint``
 does not import Lightning.
